@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-run
+
+.PHONY: venv test demo lint bench clean
+
+$(BIN)/manga-pix2pix: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/manga-pix2pix
+
+test: venv
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q tests
+
+demo: venv
+	TF_CPP_MIN_LOG_LEVEL=2 DEMO_DIR=$(DEMO_DIR) PATH=$(BIN):$$PATH bash scripts/demo.sh
+
+lint: venv
+	$(BIN)/ruff check manga_pix2pix tfds_danbooru tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/colorize.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

@@ -1,0 +1,1 @@
+"""Data: sketch and cue ops, the synthetic source, and the tf.data pipeline."""

@@ -1,0 +1,190 @@
+"""Reading and writing image files safely.
+
+Images are decoded with OpenCV after a pixel-count check on the header, so a decompression
+bomb is refused before it is decoded. Writes go to a temporary file in the destination's
+directory and are renamed into place, so a failed or interrupted write never leaves a
+half-written file behind.
+
+Arrays are `uint8` and channel-last in RGB(A) order (OpenCV's BGR is converted at the edge).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from manga_pix2pix.errors import UserError
+
+#: Largest image accepted, in pixels (about 8192 x 8192).
+MAX_PIXELS = 64 * 1024 * 1024
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def image_size_from_header(data: bytes) -> tuple[int, int] | None:
+    """Returns (width, height) read from a PNG, JPEG, GIF or WebP header, or None if unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            w = int.from_bytes(data[24:27], "little") + 1
+            h = int.from_bytes(data[27:30], "little") + 1
+            return w, h
+        if chunk == b"VP8L" and len(data) >= 25:
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8 " and len(data) >= 30:
+            return (
+                int.from_bytes(data[26:28], "little") & 0x3FFF,
+                int.from_bytes(data[28:30], "little") & 0x3FFF,
+            )
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE):
+                h = int.from_bytes(data[i + 5 : i + 7], "big")
+                w = int.from_bytes(data[i + 7 : i + 9], "big")
+                return w, h
+            i += 2 + length
+    return None
+
+
+def decode_image(
+    data: bytes, *, name: str = "image", keep_alpha: bool = False, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decodes image bytes to a uint8 RGB (or RGBA with `keep_alpha`) array.
+
+    Grayscale and palette images become RGB; 16-bit images are scaled to 8 bits.
+
+    Raises:
+        UserError: the data is empty, not an image, truncated, or over `max_pixels`.
+    """
+    if not data:
+        raise UserError(f"{name}: the file is empty")
+    size = image_size_from_header(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise UserError(
+            f"{name}: {size[0]}x{size[1]} is over the limit of {max_pixels} pixels"
+        )
+    buf = np.frombuffer(data, np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise UserError(f"{name}: not an image, or the image is truncated or corrupt")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise UserError(f"{name}: {image.shape[1]}x{image.shape[0]} is over the pixel limit")
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGBA if keep_alpha else cv2.COLOR_GRAY2RGB)
+    elif channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if keep_alpha else cv2.COLOR_BGR2RGB)
+    elif channels == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if keep_alpha else cv2.COLOR_BGRA2RGB)
+    else:
+        raise UserError(f"{name}: unsupported image with {channels} channels")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise UserError(f"{name}: the image is too small ({image.shape[1]}x{image.shape[0]})")
+    return np.ascontiguousarray(image)
+
+
+def read_image(
+    path: str | os.PathLike, *, keep_alpha: bool = False, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Reads an image file into a uint8 RGB(A) array; see `decode_image`.
+
+    Raises:
+        UserError: the file is missing, unreadable or not a usable image.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not an image file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    return decode_image(data, name=str(path), keep_alpha=keep_alpha, max_pixels=max_pixels)
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """Encodes a uint8 RGB, RGBA or single-channel array in the format of `suffix`."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"image: expected uint8, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(suffix, image)
+    if not ok:
+        raise UserError(f"cannot encode an image as {suffix}")
+    return buf.tobytes()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path next to `path`; renames it onto `path` only on success."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except FileNotFoundError:
+        raise UserError(f"{path}: the folder {directory} does not exist") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror})") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` to `path` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_bytes(data)
+        except OSError as err:
+            raise UserError(f"{path}: cannot write ({err.strerror})") from None
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Writes a uint8 image atomically; the format follows the suffix (PNG if none)."""
+    suffix = Path(path).suffix.lower() or ".png"
+    write_bytes_atomic(path, encode_image(image, suffix))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder` (not recursive), sorted by name."""
+    folder = Path(folder)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
