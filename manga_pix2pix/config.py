@@ -1,0 +1,203 @@
+"""Configuration: documented dataclasses and the named presets.
+
+A run's resolved configuration is written to `config.json` in its run directory; a run
+directory can only be resumed with a compatible configuration (same model and data shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from manga_pix2pix.errors import UserError
+
+NORMALIZATIONS = ("batch", "instance")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+
+
+@dataclass
+class ModelConfig:
+    """The generator and discriminator.
+
+    Attributes:
+        image_size: side of the square training images; a power of two from 32 to 1024. The
+            U-Net has log2(image_size) down blocks, so the bottleneck is 1x1 as in the paper.
+        base_filters: filters of the first generator and discriminator block (paper: 64);
+            each block doubles them up to `8 * base_filters`.
+        norm: `batch` as in the paper, or `instance` for large batches and many replicas
+            (batch statistics are per replica under tf.distribute).
+        dropout: dropout rate of the first three up blocks (paper: 0.5).
+        sketch_channels: channels of the sketch input (1).
+        cue_channels: channels of the cue input (3, RGB).
+        use_cue_mask: whether the generator also takes the one-channel cue mask.
+    """
+
+    image_size: int = 256
+    base_filters: int = 64
+    norm: str = "batch"
+    dropout: float = 0.5
+    sketch_channels: int = 1
+    cue_channels: int = 3
+    use_cue_mask: bool = True
+
+    def __post_init__(self):
+        size = self.image_size
+        if size < 32 or size > 1024 or size & (size - 1):
+            raise ValueError(f"image_size: must be a power of two in [32, 1024], got {size}")
+        if self.base_filters < 1:
+            raise ValueError(f"base_filters: must be positive, got {self.base_filters}")
+        if self.norm not in NORMALIZATIONS:
+            raise ValueError(f"norm: must be one of {NORMALIZATIONS}, got {self.norm!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the generator input: sketch, cues and (optionally) the cue mask."""
+        return self.sketch_channels + self.cue_channels + int(self.use_cue_mask)
+
+
+@dataclass
+class DataConfig:
+    """Where training images come from and how examples are derived.
+
+    Attributes:
+        source: `synthetic`, a folder of images, or a TFDS name such as `danbooru`.
+        data_dir: the TFDS data directory (for a TFDS source).
+        complexity_ceiling: keep training images whose sketch has at most this percent of
+            line pixels (paper: 40); None keeps all.
+        no_cues: train the paper's cue-free model: cues are always withheld.
+        p_full_cues: probability that a training example gets the full cue layer.
+        p_partial_cues: probability of random stroke/blob-shaped cue regions.
+        p_no_cues: probability of no cues at all.
+        cue_sigma: cue blur sigma in pixels at the training size (None: 20 px per 256 px).
+        synthetic_count: images drawn by the synthetic source.
+        holdout_fraction: for a folder source, the share of files held out for evaluation.
+    """
+
+    source: str = "synthetic"
+    data_dir: str | None = None
+    complexity_ceiling: float | None = 40.0
+    no_cues: bool = False
+    p_full_cues: float = 0.5
+    p_partial_cues: float = 0.4
+    p_no_cues: float = 0.1
+    cue_sigma: float | None = None
+    synthetic_count: int = 256
+    holdout_fraction: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation and the run.
+
+    Attributes:
+        batch_size: global batch size (split over replicas).
+        epochs: passes over the training data (ignored when `steps` is set).
+        steps: total train steps; when set it takes precedence over `epochs`.
+        learning_rate: Adam learning rate for both networks (paper: 2e-4).
+        beta_1: Adam beta_1 (paper: 0.5).
+        l1_weight: weight of the L1 term in the generator loss (paper: 100).
+        lr_decay: `constant`, or `linear` decay to 0 over the second half of training.
+        seed: seeds data order, augmentation, cue masks and initial weights.
+        precision: `float32`, `mixed_float16` (with loss scaling) or `mixed_bfloat16`.
+        xla: compile the train step with XLA.
+        strategy: `auto`, `default`, `mirrored`, `multi-worker` or `tpu`.
+        tpu: TPU name or address for the `tpu` strategy (implies it under `auto`).
+        checkpoint_every: save a checkpoint every this many steps (and at the end).
+        keep_checkpoints: how many checkpoints to keep.
+        log_every: write TensorBoard scalars every this many steps.
+    """
+
+    batch_size: int = 4
+    epochs: int = 20
+    steps: int | None = None
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    l1_weight: float = 100.0
+    lr_decay: str = "constant"
+    seed: int = 0
+    precision: str = "float32"
+    xla: bool = False
+    strategy: str = "auto"
+    tpu: str | None = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be positive, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.lr_decay not in ("constant", "linear"):
+            raise ValueError(f"lr_decay: must be 'constant' or 'linear', got {self.lr_decay!r}")
+
+
+@dataclass
+class Config:
+    """A whole run: model, data and training.
+
+    Attributes:
+        preset: the preset this config started from.
+        model: the networks.
+        data: the training data.
+        train: the optimisation.
+    """
+
+    preset: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Pretty JSON, as written to `config.json`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        """Builds a config from `to_dict` output; unknown keys are an error."""
+        try:
+            return cls(
+                preset=d.get("preset", "paper"),
+                model=ModelConfig(**d.get("model", {})),
+                data=DataConfig(**d.get("data", {})),
+                train=TrainConfig(**d.get("train", {})),
+            )
+        except TypeError as err:
+            raise UserError(f"config: {err}") from None
+
+
+PRESETS: dict[str, Config] = {
+    # The paper's networks at 256 px, batch 4.
+    "paper": Config(preset="paper"),
+    # Trainable on 2 CPU cores: 128 px, a quarter of the width.
+    "small": Config(
+        preset="small",
+        model=ModelConfig(image_size=128, base_filters=16),
+        train=TrainConfig(batch_size=4, epochs=30, checkpoint_every=250),
+    ),
+    # Seconds, for tests and the quickest look at the flow.
+    "smoke": Config(
+        preset="smoke",
+        model=ModelConfig(image_size=32, base_filters=8),
+        data=DataConfig(synthetic_count=16),
+        train=TrainConfig(batch_size=2, epochs=1, checkpoint_every=50, log_every=1),
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    """A fresh copy of the named preset."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return Config.from_dict(PRESETS[name].to_dict())
