@@ -1,0 +1,81 @@
+"""Config dataclasses and presets."""
+
+import json
+
+import pytest
+
+from manga_pix2pix.config import PRESETS, Config, ModelConfig, TrainConfig, preset
+from manga_pix2pix.errors import UserError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_json_round_trip(name):
+    config = preset(name)
+    again = Config.from_dict(json.loads(config.to_json()))
+    assert again == config
+    assert again.preset == name
+
+
+def test_preset_is_a_copy():
+    config = preset("small")
+    config.train.batch_size = 99
+    assert preset("small").train.batch_size != 99
+
+
+def test_paper_preset_matches_the_original():
+    config = preset("paper")
+    assert config.model.image_size == 256
+    assert config.model.base_filters == 64
+    assert config.model.norm == "batch"
+    assert config.model.dropout == 0.5
+    assert config.train.learning_rate == 2e-4
+    assert config.train.beta_1 == 0.5
+    assert config.train.l1_weight == 100.0
+    assert config.data.complexity_ceiling == 40.0
+
+
+def test_small_preset_is_a_quarter_width_at_128():
+    config = preset("small")
+    assert config.model.image_size == 128
+    assert config.model.base_filters == 16
+
+
+def test_input_channels_follow_the_cue_mask():
+    assert ModelConfig().input_channels == 5
+    assert ModelConfig(use_cue_mask=False).input_channels == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"image_size": 100}, "image_size"),
+        ({"image_size": 16}, "image_size"),
+        ({"norm": "layer"}, "norm"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"base_filters": 0}, "base_filters"),
+    ],
+)
+def test_model_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"precision": "float64"}, "precision"),
+        ({"strategy": "magic"}, "strategy"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr_decay": "cosine"}, "lr_decay"),
+    ],
+)
+def test_train_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_preset_and_unknown_key_are_user_errors():
+    with pytest.raises(UserError, match="unknown preset"):
+        preset("huge")
+    with pytest.raises(UserError, match="config"):
+        Config.from_dict({"model": {"image_size": 64, "colour": "red"}})
