@@ -21,6 +21,10 @@ import numpy as np
 
 from manga_pix2pix.errors import UserError
 
+# Decoding failures are reported as UserErrors; OpenCV's own warnings would only add noise
+# (e.g. "PNG input buffer is incomplete") above that one line.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 #: Largest image accepted, in pixels (about 8192 x 8192).
 MAX_PIXELS = 64 * 1024 * 1024
 
@@ -28,7 +32,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 def image_size_from_header(data: bytes) -> tuple[int, int] | None:
-    """Returns (width, height) read from a PNG, JPEG, GIF or WebP header, or None if unknown."""
+    """Returns (width, height) from a PNG, JPEG, GIF, WebP or BMP header, or None if unknown."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -47,6 +51,13 @@ def image_size_from_header(data: bytes) -> tuple[int, int] | None:
                 int.from_bytes(data[26:28], "little") & 0x3FFF,
                 int.from_bytes(data[28:30], "little") & 0x3FFF,
             )
+    if data[:2] == b"BM" and len(data) >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:  # OS/2 header: 16-bit sizes
+            return int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+        # BITMAPINFOHEADER: signed 32-bit width and height (negative height = top-down).
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(w), abs(h)
     if data[:2] == b"\xff\xd8":
         i = 2
         while i + 9 < len(data):
@@ -71,7 +82,8 @@ def decode_image(
 ) -> np.ndarray:
     """Decodes image bytes to a uint8 RGB (or RGBA with `keep_alpha`) array.
 
-    Grayscale and palette images become RGB; 16-bit images are scaled to 8 bits.
+    Grayscale and palette images become RGB; 16-bit images are scaled to 8 bits. Without
+    `keep_alpha`, a transparent image is composited on white.
 
     Raises:
         UserError: the data is empty, not an image, truncated, or over `max_pixels`.
@@ -100,8 +112,13 @@ def decode_image(
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGBA if keep_alpha else cv2.COLOR_GRAY2RGB)
     elif channels == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if keep_alpha else cv2.COLOR_BGR2RGB)
+    elif channels == 4 and keep_alpha:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     elif channels == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if keep_alpha else cv2.COLOR_BGRA2RGB)
+        # Transparent pixels often hold black: show them as the white paper they stand for.
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB).astype(np.float32)
+        alpha = image[:, :, 3:].astype(np.float32) / 255.0
+        image = np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
     else:
         raise UserError(f"{name}: unsupported image with {channels} channels")
     if image.shape[0] < 2 or image.shape[1] < 2:
