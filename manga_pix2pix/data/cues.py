@@ -150,7 +150,9 @@ def partial_mask(height: int, width: int, seed: tf.Tensor, config: CueMaskConfig
     start = tf.random.stateless_uniform([k, 2], seeds[1]) * tf.stack([h, w])
     step = tf.random.stateless_normal([k, 2], seeds[2]) * 0.25 * short
     end = start + step
-    stroke_w = tf.random.stateless_uniform([k], seeds[3], 0.03, 0.10) * short
+    # At least 2 px wide, so the pixel nearest a stroke's start is always inside it and a
+    # partial mask is never empty, even on tiny images.
+    stroke_w = tf.maximum(tf.random.stateless_uniform([k], seeds[3], 0.03, 0.10) * short, 2.0)
     d = end - start
     t = ((ys - start[:, 0]) * d[:, 0] + (xs - start[:, 1]) * d[:, 1]) / tf.maximum(
         tf.reduce_sum(d * d, axis=1), 1e-6
