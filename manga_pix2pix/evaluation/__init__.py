@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the original's three tasks, and report figures."""
