@@ -116,4 +116,88 @@ def cues(color, output, sigma):
     ops_cli.cues_file(color, output, sigma=sigma)
 
 
+@main.command()
+@click.argument("sketches", nargs=-1, required=True, type=click.Path())
+@click.option("-m", "--model", required=True, type=click.Path(),
+              help="A run directory, a .keras generator file or an exported SavedModel folder.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The output PNG for one sketch; a folder (created if needed) for several "
+                   "sketches or a sketch folder.")
+@click.option("--cues", type=click.Path(), default=None,
+              help="A cue image (opaque: a full colour layer, blurred like training cues; with "
+                   "transparency: strokes where alpha > 0), or a folder of them paired with the "
+                   "sketches by file name.")
+@click.option("--no-cues", is_flag=True, help="Colour without cues (the default when --cues "
+                                               "is not given).")
+@click.option("--work-size", type=click.IntRange(min=8), default=None,
+              help="Short side in pixels at which colours are computed [default: the model's "
+                   "image size]. Larger keeps more detail on big pages; time grows with its "
+                   "square.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def colorize(sketches, model, output, cues, no_cues, work_size, quiet):
+    """Colour sketches of any size with a trained generator, with or without cues.
+
+    SKETCHES are image files (gray, RGB, RGBA, palette PNG, JPEG, WebP, ...) or folders
+    of them. Each result is an RGB image at its sketch's size: colours computed at the
+    model's scale, with the sketch's own lines kept crisp on top.
+
+    Example:
+
+        manga-pix2pix colorize sketch.png --cues cues.png --model run -o colour.png
+
+        manga-pix2pix colorize pages/ --cues page-cues/ --model run -o coloured/
+    """
+    from manga_pix2pix.inference.colorize import colorize_paths
+
+    if cues is not None and no_cues:
+        raise click.UsageError("give either --cues or --no-cues, not both")
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if quiet or total < 2:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="colouring", file=sys.stderr)
+        bar.update(1)
+
+    report = colorize_paths(sketches, model, output, cues=cues, work_size=work_size,
+                            progress=progress)
+    if bar is not None:
+        bar.render_finish()
+    for _sketch, message in report.failed:
+        click.echo(f"Error: {message}", err=True)
+    if report.failed:
+        total = len(report.failed) + len(report.written)
+        raise click.ClickException(f"{len(report.failed)} of {total} sketches failed")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The folder to write (its parent must exist).")
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite"]),
+              default="savedmodel", show_default=True,
+              help="savedmodel: the whole colorize graph on uint8 images; tflite: the bare "
+                   "generator at the model's image size.")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@user_errors
+def export(model, output, fmt, force):
+    """Export a generator for serving: a SavedModel or a TFLite file.
+
+    The SavedModel needs only TensorFlow: its serving signature takes a uint8 sketch
+    (and cue image) of any size and returns the uint8 colour image, like `colorize`.
+
+    Example:
+
+        manga-pix2pix export run -o exported --format savedmodel
+
+        manga-pix2pix export run/generator.keras -o mobile --format tflite
+    """
+    from manga_pix2pix.inference.export import export_model
+
+    export_model(model, output, fmt, force=force)
+
+
 # -- commands end --

@@ -1,0 +1,1 @@
+"""Inference: colour sketches of any size with a trained generator, and export it."""
