@@ -1,0 +1,489 @@
+"""The training loop and its run directory.
+
+A run directory holds everything a run writes (only the chief writes under multi-worker):
+
+    RUN/config.json              the resolved configuration
+    RUN/checkpoints/             `tf.train.CheckpointManager` checkpoints: step, generator,
+                                 discriminator (every variable, including the dropout RNG
+                                 state) and both optimisers
+    RUN/logs/                    TensorBoard: losses and learning rate every `log_every` steps,
+                                 the preview grid every epoch
+    RUN/previews/epoch_XXXX.png  sketch | cues | output | truth on a fixed batch, per epoch
+    RUN/generator.keras          the trained generator, written at the end
+    RUN/train_summary.json       steps, epochs, images per second, final losses, ...
+
+Where a run starts from, in this order: the run directory's own latest checkpoint (running the
+same command again resumes exactly: step, weights, optimisers, RNG state and the data position),
+else `init_from` (weights only, from another run's latest checkpoint or a `.keras` generator),
+else fresh weights drawn from the seed.
+
+What the seed makes deterministic: initial weights, the data order, augmentation, cue masks and
+dropout, on one machine with one TensorFlow version and thread configuration. Not covered: the
+last bits of multi-threaded float arithmetic, which may differ between runs and machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import keras
+import numpy as np
+import tensorflow as tf
+
+from manga_pix2pix.config import Config, ModelConfig
+from manga_pix2pix.data.pipeline import to_uint8_image
+from manga_pix2pix.errors import UserError
+from manga_pix2pix.imageio import write_bytes_atomic, write_image
+from manga_pix2pix.models import build_models, generator_inputs
+from manga_pix2pix.training import data as training_data
+from manga_pix2pix.training.step import LOSS_NAMES, TrainStep, make_optimizer
+from manga_pix2pix.training.strategy import (
+    device_description,
+    is_chief,
+    make_strategy,
+    precision_policy,
+    resolve_strategy_name,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+PREVIEW_DIR = "previews"
+GENERATOR_FILE = "generator.keras"
+SUMMARY_FILE = "train_summary.json"
+
+#: Model fields whose change makes a checkpoint unusable (weights of other shapes).
+SHAPE_FIELDS = ("image_size", "base_filters", "norm", "sketch_channels", "cue_channels",
+                "use_cue_mask")
+
+
+def checkpoint_variables(model: keras.Model) -> dict[str, tf.Variable]:
+    """Every variable of a model, keyed by its path inside the model.
+
+    Checkpoints hold these maps rather than the models themselves: TensorFlow's object-graph
+    checkpointing does not see layers kept in Python lists under Keras 3, nor the dropout
+    layers' RNG state. Seed-generator states have process-wide automatic names, so they are
+    keyed by their order in the model instead.
+    """
+    variables: dict[str, tf.Variable] = {}
+    rng = 0
+    for variable in model.variables:
+        if variable.name == "seed_generator_state":
+            key = f"rng/{rng}"
+            rng += 1
+        else:
+            key = variable.path.split("/", 1)[1]
+        if key in variables:
+            raise RuntimeError(f"two variables of {model.name} share the path {key}")
+        variables[key] = variable
+    return variables
+
+
+def read_run_config(run_dir: Path) -> Config | None:
+    """The config a run directory was made with, or None if it has none."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (ValueError, OSError) as err:
+        raise UserError(f"{path}: not a readable run config ({err})") from None
+
+
+def _model_differences(a: ModelConfig, b: ModelConfig, fields) -> list[str]:
+    return [
+        f"{name} {getattr(a, name)!r} -> {getattr(b, name)!r}"
+        for name in fields
+        if getattr(a, name) != getattr(b, name)
+    ]
+
+
+def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
+    """Refuses to continue a run with a different model; warns about other changes.
+
+    Raises:
+        UserError: the model (any `ModelConfig` field) or `no_cues` differs.
+    """
+    fields = [f.name for f in saved.model.__dataclass_fields__.values()]
+    diffs = _model_differences(saved.model, requested.model, fields)
+    if saved.data.no_cues != requested.data.no_cues:
+        diffs.append(f"no_cues {saved.data.no_cues} -> {requested.data.no_cues}")
+    if diffs:
+        raise UserError(
+            f"{run_dir} holds a run with another model ({'; '.join(diffs)}); use a new "
+            "--run-dir, or --init-from to start a new run from its weights"
+        )
+    changed = [
+        f"{section}.{key}"
+        for section in ("data", "train")
+        for key, value in getattr(saved, section).__dict__.items()
+        if key not in ("epochs", "steps", "checkpoint_every", "keep_checkpoints", "log_every")
+        and getattr(getattr(requested, section), key) != value
+    ]
+    if changed:
+        log.warning("resuming %s with changed settings (%s): the rest of the run will differ "
+                    "from the original plan", run_dir, ", ".join(changed))
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; one line per epoch elsewhere (logs, CI)."""
+
+    def __init__(self, total: int, start: int, batch: int, enabled: bool):
+        self.total, self.start, self.batch = total, start, batch
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.last_draw = 0.0
+        self.began = None
+        self.rate = 0.0
+
+    def step(self, step: int, losses: dict[str, float], step_seconds: float | None) -> None:
+        if step_seconds is not None and step_seconds > 0:
+            self.rate = self.batch / step_seconds
+        if not self.tty or time.monotonic() - self.last_draw < 0.2 and step < self.total:
+            return
+        self.last_draw = time.monotonic()
+        click.echo("\r" + self._line(step, losses), err=True, nl=False)
+
+    def epoch(self, epoch: int, step: int, losses: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            click.echo("\r" + self._line(step, losses) + f"  (epoch {epoch})", err=True)
+        else:
+            click.echo(f"epoch {epoch}: " + self._line(step, losses), err=True)
+
+    def _line(self, step: int, losses: dict[str, float]) -> str:
+        width = 24
+        filled = int(width * step / max(self.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        text = " ".join(f"{k} {losses[k]:.3f}" for k in ("g_gan", "g_l1", "d_real", "d_fake"))
+        eta = ""
+        if self.rate > 0:
+            seconds = int((self.total - step) * self.batch / self.rate)
+            eta = f" ETA {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        return f"[{bar}] {step}/{self.total} {text} {self.rate:.1f} img/s{eta}"
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("", err=True)
+
+
+def preview_grid(generator: keras.Model, batch: dict[str, np.ndarray],
+                 use_cue_mask: bool) -> np.ndarray:
+    """A uint8 grid, one row per example: sketch | cues | output | truth.
+
+    The generator runs in inference mode (moving batch-norm statistics, no dropout), as an
+    exported model would, and without side effects on the training state.
+    """
+    mask = batch["cue_mask"] if use_cue_mask else None
+    inputs = generator_inputs(batch["sketch"], batch["cues"], mask)
+    output = generator(inputs, training=False)
+    sketch = np.repeat(batch["sketch"], 3, axis=-1)
+    columns = [sketch, batch["cues"], np.asarray(output, np.float32), batch["image"]]
+    rows = np.concatenate(columns, axis=2)  # [N, S, 4S, 3]
+    grid = np.concatenate(list(rows), axis=0)
+    return to_uint8_image(grid).numpy()
+
+
+def _save_generator(generator: keras.Model, path: Path) -> None:
+    """Saves the generator as `.keras` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp.keras")
+    try:
+        generator.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Trainer:
+    """Trains, or resumes, one run in a run directory.
+
+    Args:
+        config: the resolved configuration.
+        run_dir: where the run lives (created if needed).
+        init_from: another run directory or a `.keras` generator to start from (weights
+            only; ignored when the run directory has a checkpoint).
+        quiet: no progress output.
+
+    After `run()`, `generator` and `discriminator` hold the trained networks.
+    """
+
+    def __init__(self, config: Config, run_dir: str | os.PathLike, *,
+                 init_from: str | os.PathLike | None = None, quiet: bool = False):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.init_from = Path(init_from) if init_from else None
+        self.quiet = quiet
+        self.generator: keras.Model | None = None
+        self.discriminator: keras.Model | None = None
+
+    def _echo(self, message: str) -> None:
+        if not self.quiet and self.chief:
+            click.echo(message, err=True)
+
+    def run(self) -> dict[str, Any]:
+        """Trains to the configured number of steps; returns the summary (also written).
+
+        Raises:
+            UserError: an unusable run directory or `init_from`, no training data, a batch
+                that does not split over the replicas, or losses that stopped being finite.
+        """
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise UserError(f"{self.run_dir}: exists and is not a folder")
+        saved = read_run_config(self.run_dir)
+        if saved is not None:
+            check_resumable(saved, self.config, self.run_dir)
+        train = self.config.train
+        self.strategy = make_strategy(train.strategy, train.tpu)
+        self.chief = is_chief(self.strategy)
+        replicas = self.strategy.num_replicas_in_sync
+        if train.batch_size % replicas:
+            raise UserError(f"--batch-size {train.batch_size} does not split over {replicas} "
+                            "replicas; use a multiple of it")
+        with precision_policy(train.precision):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
+        config, train = self.config, self.config.train
+        strategy, run_dir = self.strategy, self.run_dir
+        batch = train.batch_size
+        keras.utils.set_random_seed(train.seed)
+        data = training_data.load_training_data(config, batch)
+        total_steps = train.steps if train.steps else train.epochs * data.steps_per_epoch
+        if self.chief:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(run_dir / CONFIG_FILE, config.to_json().encode())
+
+        uses_cues = not config.data.no_cues
+        with strategy.scope():
+            generator, discriminator = build_models(config.model, uses_cues=uses_cues)
+            g_opt = make_optimizer(train, total_steps)
+            d_opt = make_optimizer(train, total_steps)
+            # The optimisers must know every variable before the first (traced) step.
+            g_opt.build(generator.trainable_variables)
+            d_opt.build(discriminator.trainable_variables)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            checkpoint = tf.train.Checkpoint(
+                step=step_var,
+                generator=checkpoint_variables(generator),
+                discriminator=checkpoint_variables(discriminator),
+                g_optimizer=g_opt,
+                d_optimizer=d_opt,
+            )
+            train_step = TrainStep(
+                strategy, generator, discriminator, g_opt, d_opt,
+                global_batch_size=batch, l1_weight=train.l1_weight,
+                use_cue_mask=config.model.use_cue_mask, xla=train.xla, step=step_var,
+            )
+        self.generator, self.discriminator = generator, discriminator
+
+        # All workers take part in saving (variables may need collective reads); only the
+        # chief's checkpoints land in the run directory.
+        ckpt_dir = run_dir / CHECKPOINT_DIR
+        scratch = None if self.chief else tempfile.mkdtemp(prefix="manga-pix2pix-worker-")
+        manager = tf.train.CheckpointManager(
+            checkpoint, str(ckpt_dir) if self.chief else scratch,
+            max_to_keep=train.keep_checkpoints,
+        )
+        try:
+            origin = self._restore(checkpoint, ckpt_dir)
+            return self._loop(data, total_steps, train_step, step_var, manager, origin)
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _restore(self, checkpoint: tf.train.Checkpoint, ckpt_dir: Path) -> str:
+        latest = tf.train.latest_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        if latest:
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise UserError(f"{latest}: cannot restore this checkpoint ({err})") from None
+            step = int(checkpoint.step.numpy())
+            self._echo(f"Resuming {self.run_dir} from step {step}")
+            return f"checkpoint at step {step}"
+        if self.init_from:
+            return self._init_weights(self.init_from)
+        return "scratch"
+
+    def _init_weights(self, source: Path) -> str:
+        """Copies weights (only) from another run directory or a `.keras` generator."""
+        generator, discriminator = self.generator, self.discriminator
+        if source.is_dir():
+            other = read_run_config(source)
+            if other is not None:
+                diffs = _model_differences(other.model, self.config.model, SHAPE_FIELDS)
+                if diffs:
+                    raise UserError(f"--init-from {source}: another model shape "
+                                    f"({'; '.join(diffs)})")
+            latest = tf.train.latest_checkpoint(str(source / CHECKPOINT_DIR))
+            if latest:
+                weights = tf.train.Checkpoint(
+                    generator=checkpoint_variables(generator),
+                    discriminator=checkpoint_variables(discriminator),
+                )
+                try:
+                    weights.restore(latest).expect_partial().assert_existing_objects_matched()
+                except (AssertionError, ValueError, tf.errors.OpError) as err:
+                    raise UserError(f"--init-from {latest}: unusable checkpoint ({err})") from None
+                self._echo(f"Starting from the weights of {latest}")
+                return f"init-from {latest}"
+            if not (source / GENERATOR_FILE).is_file():
+                raise UserError(f"--init-from {source}: no checkpoint and no {GENERATOR_FILE}")
+            source = source / GENERATOR_FILE
+        if source.suffix != ".keras" or not source.is_file():
+            raise UserError(f"--init-from {source}: not a run directory or a .keras file")
+        try:
+            loaded = keras.saving.load_model(source, compile=False)
+        except Exception as err:  # Keras raises many kinds for a bad file.
+            raise UserError(f"--init-from {source}: cannot load the model ({err})") from None
+        mine = generator.get_config()
+        theirs = loaded.get_config() if isinstance(loaded, keras.Model) else {}
+        keys = ("image_size", "base_filters", "norm", "input_channels", "output_channels")
+        if type(loaded) is not type(generator) or any(mine[k] != theirs.get(k) for k in keys):
+            raise UserError(f"--init-from {source}: a generator of another shape")
+        for mine_w, theirs_w in zip(generator.weights, loaded.weights, strict=True):
+            mine_w.assign(theirs_w)
+        self._echo(f"Starting from the generator weights of {source}")
+        return f"init-from {source}"
+
+    def _loop(self, data, total_steps, train_step, step_var, manager, origin) -> dict[str, Any]:
+        config, train = self.config, self.config.train
+        run_dir, strategy, chief = self.run_dir, self.strategy, self.chief
+        batch, per_epoch = train.batch_size, data.steps_per_epoch
+        start = int(step_var.numpy())
+        writer = (tf.summary.create_file_writer(str(run_dir / LOG_DIR)) if chief
+                  else tf.summary.create_noop_writer())
+        if chief:
+            (run_dir / PREVIEW_DIR).mkdir(exist_ok=True)
+        progress = _Progress(total_steps, start, batch, enabled=not self.quiet and chief)
+        self._echo(
+            f"Training {total_steps} steps ({total_steps / per_epoch:.3g} epochs of "
+            f"{data.num_images} images, batch {batch}) on {device_description(strategy)}"
+        )
+        losses: dict[str, float] = {}
+        step_time, timed_steps = 0.0, 0
+        began = time.monotonic()
+        if start < total_steps:
+            stream = training_data.training_stream(config, data, batch, start_step=start)
+            iterator = iter(strategy.experimental_distribute_dataset(stream))
+        step = start
+        try:
+            while step < total_steps:
+                t0 = time.monotonic()
+                result = train_step(next(iterator))
+                losses = {name: float(result[name]) for name in LOSS_NAMES}
+                seconds = time.monotonic() - t0
+                step += 1
+                if step > start + 1:  # the first step of a session traces and compiles
+                    step_time += seconds
+                    timed_steps += 1
+                if not all(math.isfinite(v) for v in losses.values()):
+                    self._diverged(step, losses, manager)
+                progress.step(step, losses, seconds if step > start + 1 else None)
+                if step % train.log_every == 0 or step == total_steps:
+                    self._log_scalars(writer, step, losses, train_step)
+                if step % train.checkpoint_every == 0:
+                    manager.save(checkpoint_number=step)
+                if step % per_epoch == 0 or step == total_steps:
+                    epoch = math.ceil(step / per_epoch)
+                    progress.epoch(epoch, step, losses)
+                    if chief:
+                        self._preview(writer, epoch, step, data)
+        except KeyboardInterrupt:
+            # The counter moves inside the step, so the state is always that of `step` steps.
+            if int(step_var.numpy()) > 0:
+                manager.save(checkpoint_number=int(step_var.numpy()))
+            progress.close()
+            raise UserError(f"interrupted at step {int(step_var.numpy())}; run the same "
+                            "command again to resume") from None
+        progress.close()
+        if manager.latest_checkpoint is None or int(step_var.numpy()) != _ckpt_step(manager):
+            manager.save(checkpoint_number=int(step_var.numpy()))
+        writer.flush()
+        summary = {
+            "steps": int(step_var.numpy()),
+            "epochs": round(int(step_var.numpy()) / per_epoch, 4),
+            "steps_this_session": step - start,
+            "images_per_second": round(timed_steps * batch / step_time, 3) if step_time else None,
+            "final_losses": {k: round(v, 6) for k, v in losses.items()},
+            "wall_time_seconds": round(time.monotonic() - began, 2),
+            "device": device_description(strategy),
+            "strategy": resolve_strategy_name(train.strategy, train.tpu),
+            "precision": train.precision,
+            "xla": train.xla,
+            "batch_size": batch,
+            "num_images": data.num_images,
+            "steps_per_epoch": per_epoch,
+            "started_from": origin,
+            "uses_cues": not config.data.no_cues,
+        }
+        if chief:
+            _save_generator(self.generator, run_dir / GENERATOR_FILE)
+            write_bytes_atomic(run_dir / SUMMARY_FILE,
+                               (json.dumps(summary, indent=2) + "\n").encode())
+        return summary
+
+    def _diverged(self, step: int, losses: dict[str, float], manager) -> None:
+        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not math.isfinite(v))
+        kept = (f"the last good checkpoint (step {_ckpt_step(manager)}) is kept"
+                if manager.latest_checkpoint else "no checkpoint was written yet")
+        hint = "a lower --learning-rate"
+        if self.config.train.precision == "mixed_float16":
+            hint += " or --precision float32"
+        raise UserError(f"training stopped at step {step}: the losses are no longer finite "
+                        f"({bad}); {kept}. Try {hint}.")
+
+    def _log_scalars(self, writer, step, losses, train_step) -> None:
+        with writer.as_default(step=step):
+            for name, value in losses.items():
+                _scalar_summary(f"loss/{name}", value)
+            _scalar_summary("learning_rate", float(train_step.g_optimizer.learning_rate))
+
+    def _preview(self, writer, epoch, step, data) -> None:
+        grid = preview_grid(self.generator, data.preview, self.config.model.use_cue_mask)
+        write_image(self.run_dir / PREVIEW_DIR / f"epoch_{epoch:04d}.png", grid)
+        with writer.as_default(step=step):
+            _image_summary("preview/sketch_cues_output_truth", grid)
+
+
+# TensorBoard's own summary ops live in the `tensorboard` package; these write the same
+# events with TensorFlow alone, so training does not depend on it (viewing them does).
+def _plugin_metadata(plugin: str) -> tf.compat.v1.SummaryMetadata:
+    return tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name=plugin)
+    )
+
+
+def _scalar_summary(tag: str, value: float) -> None:
+    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=_plugin_metadata("scalars"))
+
+
+def _image_summary(tag: str, image: np.ndarray) -> None:
+    height, width = image.shape[:2]
+    png = tf.io.encode_png(image)
+    tensor = tf.stack([tf.as_string(width), tf.as_string(height), png])
+    tf.summary.write(tag, tensor, metadata=_plugin_metadata("images"))
+
+
+def _ckpt_step(manager: tf.train.CheckpointManager) -> int | None:
+    latest = manager.latest_checkpoint
+    return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
+def train(config: Config, run_dir: str | os.PathLike, *,
+          init_from: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Trains or resumes the run in `run_dir`; see `Trainer`. Returns the summary."""
+    return Trainer(config, run_dir, init_from=init_from, quiet=quiet).run()

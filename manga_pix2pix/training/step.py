@@ -1,0 +1,180 @@
+"""The pix2pix train step: one `tf.function` that runs under any `tf.distribute` strategy.
+
+Losses (as in the paper and the TensorFlow pix2pix tutorial):
+
+    g_gan  = BCE(D(x, G(x)), 1)                  the generator fools the discriminator
+    g_l1   = |y - G(x)|                          and stays close to the target
+    g_total = g_gan + l1_weight * g_l1
+    d_real = BCE(D(x, y), 1),  d_fake = BCE(D(x, G(x)), 0),  d_total = d_real + d_fake
+
+where x is the generator's input (sketch, cues, cue mask), which is also the discriminator's
+condition, and y the colour target. Each per-example loss is a mean over pixels (L1) or over
+patches (BCE); the batch mean is taken over the *global* batch with
+`tf.nn.compute_average_loss`, so gradients summed over replicas are those of the global batch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from manga_pix2pix.config import TrainConfig
+from manga_pix2pix.models import generator_inputs
+
+#: Names of the losses a step returns, in display order.
+LOSS_NAMES = ("g_total", "g_gan", "g_l1", "d_total", "d_real", "d_fake")
+
+
+@keras.saving.register_keras_serializable(package="manga_pix2pix")
+class SecondHalfLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant for the first half of training, then linearly down to 0 (the pix2pix recipe).
+
+    Args:
+        learning_rate: the initial rate.
+        total_steps: the length of the run, in optimiser steps.
+    """
+
+    def __init__(self, learning_rate: float, total_steps: int):
+        self.learning_rate = learning_rate
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        half = tf.cast(self.total_steps, tf.float32) / 2.0
+        fraction = tf.clip_by_value((step - half) / tf.maximum(half, 1.0), 0.0, 1.0)
+        return self.learning_rate * (1.0 - fraction)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps}
+
+
+def make_optimizer(train: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """One Adam optimiser as configured (wrapped for loss scaling under `mixed_float16`).
+
+    Build it inside `strategy.scope()`, after the model it trains has its variables.
+    """
+    lr = train.learning_rate
+    if train.lr_decay == "linear":
+        lr = SecondHalfLinearDecay(train.learning_rate, total_steps)
+    optimizer = keras.optimizers.Adam(learning_rate=lr, beta_1=train.beta_1)
+    if train.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _bce_per_example(logits: tf.Tensor, label: float) -> tf.Tensor:
+    """Binary cross-entropy of patch logits against a constant label, mean per example."""
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.fill(tf.shape(logits), label)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_mean(bce, axis=[1, 2, 3])
+
+
+class TrainStep:
+    """The distributed pix2pix train step for one pair of networks and optimisers.
+
+    Create it inside `strategy.scope()` once the models and optimisers exist; call it on one
+    element of `strategy.experimental_distribute_dataset(...)`. It returns the losses of the
+    global batch, by name (`LOSS_NAMES`), as float32 scalars.
+
+    Args:
+        strategy: the distribution strategy the variables were created under.
+        generator: the `UNetGenerator`.
+        discriminator: the `PatchDiscriminator`.
+        g_optimizer: the generator's optimiser.
+        d_optimizer: the discriminator's optimiser.
+        global_batch_size: examples per step over all replicas.
+        l1_weight: weight of the L1 term (paper: 100).
+        use_cue_mask: whether the generator takes the cue mask as an input channel.
+        xla: compile the forward and backward passes with XLA.
+        step: an int64 variable counted up by every step (inside the same `tf.function`, so
+            it always matches the weights, even when Python is interrupted between steps).
+    """
+
+    def __init__(
+        self,
+        strategy: tf.distribute.Strategy,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        g_optimizer: keras.optimizers.Optimizer,
+        d_optimizer: keras.optimizers.Optimizer,
+        *,
+        global_batch_size: int,
+        l1_weight: float = 100.0,
+        use_cue_mask: bool = True,
+        xla: bool = False,
+        step: tf.Variable | None = None,
+    ):
+        self.strategy = strategy
+        self.generator = generator
+        self.discriminator = discriminator
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.global_batch_size = global_batch_size
+        self.l1_weight = l1_weight
+        self.use_cue_mask = use_cue_mask
+        self.step = step
+        # Under XLA only the gradient computation is compiled: the optimiser update under a
+        # mirrored strategy all-reduces across replicas, which XLA cannot contain on CPU/GPU.
+        self._gradients = tf.function(self._compute_gradients, jit_compile=True) if xla else (
+            self._compute_gradients
+        )
+        self._step = tf.function(self._distributed_step)
+
+    def __call__(self, distributed_batch) -> dict[str, tf.Tensor]:
+        return self._step(distributed_batch)
+
+    def _compute_gradients(self, batch):
+        # 1. The generator's input, which is also the discriminator's condition.
+        mask = batch["cue_mask"] if self.use_cue_mask else None
+        inputs = generator_inputs(batch["sketch"], batch["cues"], mask)
+        target = batch["image"]
+        with tf.GradientTape(persistent=True) as tape:
+            # 2. Generate, then judge the real and the generated pair (training=True: batch
+            #    statistics and dropout, as in pix2pix).
+            fake = self.generator(inputs, training=True)
+            real_logits = self.discriminator((inputs, target), training=True)
+            fake_logits = self.discriminator((inputs, fake), training=True)
+            # 3. Per-example losses, averaged over the global batch.
+            g_gan = _bce_per_example(fake_logits, 1.0)
+            g_l1 = tf.reduce_mean(tf.abs(target - tf.cast(fake, tf.float32)), axis=[1, 2, 3])
+            d_real = _bce_per_example(real_logits, 1.0)
+            d_fake = _bce_per_example(fake_logits, 0.0)
+            losses = {
+                "g_gan": g_gan,
+                "g_l1": g_l1,
+                "g_total": g_gan + self.l1_weight * g_l1,
+                "d_real": d_real,
+                "d_fake": d_fake,
+                "d_total": d_real + d_fake,
+            }
+            losses = {
+                name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
+                for name, value in losses.items()
+            }
+            # 4. Scaled for mixed_float16 (a no-op otherwise).
+            g_loss = self.g_optimizer.scale_loss(losses["g_total"])
+            d_loss = self.d_optimizer.scale_loss(losses["d_total"])
+        # 5. Each network's gradients of its own loss.
+        g_grads = tape.gradient(g_loss, self.generator.trainable_variables)
+        d_grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+        del tape
+        return g_grads, d_grads, losses
+
+    def _replica_step(self, batch):
+        g_grads, d_grads, losses = self._gradients(batch)
+        # 6. Gradients are summed over replicas inside `apply` (losses are already divided
+        #    by the global batch); the loss-scale optimiser unscales them first.
+        self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
+        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        return losses
+
+    def _distributed_step(self, distributed_batch):
+        per_replica = self.strategy.run(self._replica_step, args=(distributed_batch,))
+        if self.step is not None:
+            self.step.assign_add(1)
+        return {
+            name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None)
+            for name in LOSS_NAMES
+        }
+

@@ -1,0 +1,132 @@
+"""Choosing a `tf.distribute` strategy and the mixed-precision policy.
+
+One train step runs unchanged under every strategy here:
+
+* `default`: one device (the CPU, or the single GPU).
+* `mirrored`: synchronous data parallelism over all local GPUs (`MirroredStrategy`).
+* `multi-worker`: synchronous data parallelism over several machines, each described by the
+  `TF_CONFIG` environment variable (`MultiWorkerMirroredStrategy`); only the chief writes the
+  run directory.
+* `tpu`: a Cloud TPU (`TPUClusterResolver` + `TPUStrategy`), named by `--tpu`.
+* `auto`: `tpu` when a TPU is named, `mirrored` when there is more than one GPU, else `default`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+from manga_pix2pix.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_strategy_name(name: str, tpu: str | None = None) -> str:
+    """The concrete strategy `auto` stands for on this machine (other names are returned as is)."""
+    if name != "auto":
+        return name
+    if tpu:
+        return "tpu"
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.Strategy:
+    """Creates the distribution strategy for a run.
+
+    Must be called before any other TensorFlow work in the process when `name` is
+    `multi-worker` or `tpu` (both set up the runtime's cluster).
+
+    Args:
+        name: `auto`, `default`, `mirrored`, `multi-worker` or `tpu`.
+        tpu: TPU name or `grpc://` address (for `tpu`; `auto` picks `tpu` when given).
+
+    Returns:
+        The strategy.
+
+    Raises:
+        UserError: `multi-worker` without a usable `TF_CONFIG`, or a TPU that cannot be reached.
+    """
+    name = resolve_strategy_name(name, tpu)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        _check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, tf.errors.OpError) as err:
+            raise UserError(f"cannot reach the TPU {tpu or '(default)'}: {err}") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise UserError(f"unknown strategy {name!r}")
+
+
+def _check_tf_config() -> None:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UserError(
+            "the multi-worker strategy needs TF_CONFIG describing the cluster and this task, "
+            'e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    try:
+        spec = json.loads(raw)
+        workers = spec["cluster"]["worker"]
+        task = spec["task"]
+        task["type"], int(task["index"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError("TF_CONFIG: not valid JSON with cluster.worker and task.type/index") from None
+    if not workers:
+        raise UserError("TF_CONFIG: cluster.worker lists no workers")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run directory (only the chief does under multi-worker)."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def device_description(strategy: tf.distribute.Strategy) -> str:
+    """A short description of where the step runs, e.g. `2 x GPU (mirrored)`."""
+    kind = type(strategy).__name__
+    replicas = strategy.num_replicas_in_sync
+    gpus = tf.config.list_logical_devices("GPU")
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        device = "TPU"
+    elif gpus:
+        device = tf.config.experimental.get_device_details(
+            tf.config.list_physical_devices("GPU")[0]
+        ).get("device_name", "GPU")
+    else:
+        device = f"CPU ({os.cpu_count()} cores)"
+    return f"{replicas} replica(s) on {device}, {kind}"
+
+
+class precision_policy:
+    """Context manager: sets the Keras dtype policy for the models built inside it.
+
+    `float32`, `mixed_float16` (compute in float16, variables in float32; needs loss scaling)
+    or `mixed_bfloat16`. The previous global policy is restored on exit.
+    """
+
+    def __init__(self, precision: str):
+        self.precision = precision
+        self._saved = None
+
+    def __enter__(self):
+        self._saved = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(self.precision)
+        return self
+
+    def __exit__(self, *exc):
+        keras.mixed_precision.set_global_policy(self._saved)
+        return False
