@@ -7,8 +7,8 @@ deterministic by seed and can be drawn at any size. Each seed also has tags in t
 booru post: a character tag (`character_<k>`, the palette the figure is drawn in, so several
 images share a character), a style tag, and `synthetic`; and a rating (`g`).
 
-A `detail` above 1 draws busier images (more props, hatching), whose sketches are more complex:
-the evaluation's "interpolation" task uses them.
+A `detail` above 1 draws busier images (more props, patches of hatching), whose sketches are
+more complex than any of the plain style's: the evaluation's "interpolation" task uses them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import numpy as np
 
 #: How many distinct characters (palettes) the source draws.
 NUM_CHARACTERS = 12
+#: Hatching patches per unit of `detail` above 1.
+HATCH_PATCHES = 28
 
 
 def _palette(character: int) -> dict[str, tuple[int, int, int]]:
@@ -165,12 +167,19 @@ def synthetic_image(seed: int, size: int | tuple[int, int] = 256, detail: float 
             cv2.line(img, pt(x, y), pt(x2, y2), colour, ln(7), cv2.LINE_AA)
 
     if detail > 1.0:
-        # Hatching and extra lines: a busier, higher-complexity style.
-        n = int(40 * (detail - 1.0)) + 10
-        for _ in range(n):
+        # Hatching: patches of parallel strokes all over the picture, as an inker shades. Enough
+        # of them that the busy style's sketches (detail 3: 33-41 % lines at 128 px, 25-31 % at
+        # 256 px) lie above all of the plain style's (7-26 %, 7-18 %).
+        for _ in range(int(HATCH_PATCHES * (detail - 1.0)) + 4):
             x, y = rng.integers(0, 512, 2)
-            dx, dy = rng.integers(-40, 41, 2)
-            cv2.line(img, pt(x, y), pt(x + dx, y + dy), outline, max(1, thick - 1), cv2.LINE_AA)
+            angle = rng.uniform(0, np.pi)
+            along = np.array([np.cos(angle), np.sin(angle)])
+            across = np.array([-along[1], along[0]])
+            length, gap = rng.uniform(30, 70), rng.uniform(7, 11)
+            for k in range(int(rng.integers(5, 10))):
+                mid = np.array([x, y]) + across * gap * (k - 4)
+                a, b = mid - along * length / 2, mid + along * length / 2
+                cv2.line(img, pt(*a), pt(*b), outline, max(1, thick - 1), cv2.LINE_AA)
 
     # Paper texture: faint, smooth, seeded noise (fine-grained noise would read as lines).
     coarse = rng.normal(0.0, 4.0, (max(2, height // 16), max(2, width // 16))).astype(np.float32)
