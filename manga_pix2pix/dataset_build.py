@@ -1,0 +1,324 @@
+"""`build-dataset`: gather coloured images into the manual dir, then pack the TFDS dataset.
+
+Where things go, under the data dir D:
+
+    D/downloads/manual/danbooru/   the manual dir: images/<id>.<ext> and manifest.sqlite
+    D/danbooru/<config>/1.0.0/     the TFRecord shards (`tfds.load("danbooru/<config>",
+                                   data_dir=D)`; the config is "256" by default)
+    D/complexity-<config>.png      a histogram of the images' sketch complexity
+
+Rerunning the same command after an interruption (even kill -9) finishes the job: images
+already in the manual dir are not downloaded again, and the dataset is re-packed from all of
+them. A data dir holds one source's posts (ids from different sources would clash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from manga_pix2pix.errors import UserError
+from manga_pix2pix.imageio import write_image
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("danbooru", "safebooru", "html", "folder", "synthetic")
+#: The complexity ceiling of the training data (drawn on the histogram).
+COMPLEXITY_CEILING = 40.0
+#: Images gathered when --max-images is not given (a folder source takes all its images).
+DEFAULT_MAX_IMAGES = 1000
+
+
+@dataclasses.dataclass
+class BuildOptions:
+    """What to gather and how to pack it.
+
+    Attributes:
+        source: one of `SOURCES`.
+        data_dir: the TFDS data dir; everything is written under it.
+        base_url: the site to ask (None: the source's public site).
+        tags: search tags.
+        ratings: rating letters to keep (g, s, q, e); booru sources only.
+        max_images: stop once the dataset holds this many images (None: 1000, or every
+            image of a folder).
+        min_resolution: the shortest side an image must have, in pixels (None: the image
+            size).
+        image_size: the side of the packed square images.
+        crop: "center" or "top".
+        test_fraction: the share of post ids in the test split.
+        rate_limit: requests per second at most.
+        timeout: seconds to wait for a server.
+        retries: retries of a failed request.
+        page_size: posts per listing request.
+        folder: the folder of the folder source.
+        busy_fraction: share of synthetic images drawn in the busy, high-detail style.
+        progress_bars: let TFDS show its progress bars while packing.
+    """
+
+    source: str
+    data_dir: Path
+    base_url: str | None = None
+    tags: tuple[str, ...] = ()
+    ratings: tuple[str, ...] = ("g",)
+    max_images: int | None = None
+    min_resolution: int | None = None
+    image_size: int = 256
+    crop: str = "center"
+    test_fraction: float = 0.05
+    rate_limit: float = 1.0
+    timeout: float = 30.0
+    retries: int = 4
+    page_size: int = 100
+    folder: Path | None = None
+    busy_fraction: float = 0.1
+    progress_bars: bool = True
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """What `build_dataset` did.
+
+    Attributes:
+        stats: the collection's counts (`tfds_danbooru.scrape.CollectStats`).
+        dataset: the name to load, e.g. "danbooru/256".
+        data_dir: the data dir.
+        manual_dir: the manual dir.
+        splits: examples per split.
+        complexities: the complexity of every packed image.
+        histogram: the histogram PNG.
+    """
+
+    stats: object
+    dataset: str
+    data_dir: Path
+    manual_dir: Path
+    splits: dict[str, int]
+    complexities: np.ndarray
+    histogram: Path
+
+
+def manual_dir_of(data_dir: str | os.PathLike) -> Path:
+    """The manual dir `build-dataset` fills: `<data_dir>/downloads/manual/danbooru`."""
+    return Path(data_dir) / "downloads" / "manual" / "danbooru"
+
+
+def _make_source(options: BuildOptions):
+    from tfds_danbooru.scrape import (
+        DanbooruSource,
+        FolderSource,
+        HtmlSource,
+        HttpClient,
+        SafebooruSource,
+        SyntheticSource,
+    )
+    from tfds_danbooru.scrape import danbooru, html, safebooru
+
+    if options.source == "synthetic":
+        return SyntheticSource(options.image_size, options.busy_fraction)
+    if options.source == "folder":
+        if options.folder is None:
+            raise UserError("--source folder needs --folder PATH")
+        return FolderSource(options.folder)
+    defaults = {"danbooru": danbooru.DEFAULT_URL, "safebooru": safebooru.DEFAULT_URL,
+                "html": html.DEFAULT_URL}
+    base_url = options.base_url or defaults[options.source]
+    auth = danbooru.credentials_from_env() if options.source == "danbooru" else None
+    try:
+        client = HttpClient(base_url, rate_limit=options.rate_limit, timeout=options.timeout,
+                            retries=options.retries, auth=auth)
+    except ValueError:
+        raise UserError(f"--base-url: not an http(s) URL: {base_url}") from None
+    if options.source == "danbooru":
+        if auth is None and len(options.tags) > danbooru.ANONYMOUS_TAG_LIMIT:
+            raise UserError(
+                f"Danbooru allows {danbooru.ANONYMOUS_TAG_LIMIT} tags per search without a "
+                "login: set DANBOORU_LOGIN and DANBOORU_API_KEY, or use fewer --tags"
+            )
+        return DanbooruSource(client, options.tags, options.ratings, options.page_size)
+    if options.source == "safebooru":
+        return SafebooruSource(client, options.tags, options.page_size)
+    return HtmlSource(client, options.tags)
+
+
+def _disk_full_error(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
+
+
+def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_fraction: float,
+         progress_bars: bool = True):
+    """Packs the manual dir into TFRecords (regenerating any earlier version); returns the builder.
+
+    Raises:
+        UserError: the disk filled up.
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from tfds_danbooru.danbooru.danbooru_dataset_builder import make_config
+
+    config = make_config(image_size, crop, test_fraction)
+    builder = tfds.builder("danbooru", config=config, data_dir=str(data_dir))
+    download_config = tfds.download.DownloadConfig(
+        manual_dir=str(manual_dir),
+        # Re-pack from the manual dir every time: it may hold new images.
+        download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS,
+        compute_stats=tfds.download.ComputeStatsMode.SKIP,
+        try_download_gcs=False,
+    )
+    if not progress_bars:
+        tfds.disable_progress_bar()
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except (OSError, tf.errors.OpError) as err:
+        if _disk_full_error(err):
+            raise UserError(f"the disk is full: cannot write the dataset in {data_dir}") from None
+        raise
+    return builder
+
+
+def read_complexities(builder) -> tuple[dict[str, int], np.ndarray]:
+    """(examples per split, every example's complexity), read without decoding images."""
+    import tensorflow_datasets as tfds
+
+    splits = {name: info.num_examples for name, info in builder.info.splits.items()}
+    values = []
+    for name in sorted(splits):
+        ds = builder.as_dataset(split=name, decoders={"image": tfds.decode.SkipDecoding()})
+        values.extend(float(c) for c in ds.map(lambda x: x["complexity"]).as_numpy_iterator())
+    return splits, np.asarray(values, np.float32)
+
+
+def complexity_histogram(values: Sequence[float], *, ceiling: float = COMPLEXITY_CEILING,
+                         width: int = 720, height: int = 400) -> np.ndarray:
+    """Draws a histogram of complexities (1-point bins) as a uint8 RGB image, with OpenCV.
+
+    The x axis runs from 0 to at least 50 % (further if an image is more complex); a red line
+    marks the training ceiling.
+    """
+    values = np.asarray(values, np.float32)
+    top = max(50.0, math.ceil(float(values.max()) + 1) if values.size else 50.0)
+    top = min(100.0, math.ceil(top / 10.0) * 10.0)
+    counts, _ = np.histogram(values, bins=int(top), range=(0.0, top))
+    image = np.full((height, width, 3), 255, np.uint8)
+    left, right, upper, lower = 60, width - 20, 50, height - 50
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    peak = max(1, int(counts.max()) if counts.size else 1)
+    bar = (right - left) / len(counts)
+    for i, count in enumerate(counts):
+        if count:
+            x0 = int(round(left + i * bar))
+            x1 = max(x0 + 1, int(round(left + (i + 1) * bar)) - 1)
+            y0 = int(round(lower - (lower - upper) * count / peak))
+            cv2.rectangle(image, (x0, y0), (x1, lower), (70, 110, 190), -1)
+    cv2.line(image, (left, lower), (right, lower), (0, 0, 0), 1)
+    cv2.line(image, (left, upper), (left, lower), (0, 0, 0), 1)
+    for tick in range(0, int(top) + 1, 10):
+        x = int(round(left + tick * bar))
+        cv2.line(image, (x, lower), (x, lower + 5), (0, 0, 0), 1)
+        cv2.putText(image, str(tick), (x - 8, lower + 22), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, str(peak), (8, upper + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "0", (40, lower + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    x = int(round(left + ceiling * bar))
+    cv2.line(image, (x, upper - 10), (x, lower), (220, 30, 30), 2)
+    cv2.putText(image, f"ceiling {ceiling:g}", (x + 4, upper - 2), font, 0.45, (220, 30, 30), 1,
+                cv2.LINE_AA)
+    title = f"sketch complexity (% line pixels), {values.size} images"
+    if values.size:
+        title += f", median {float(np.median(values)):.1f}"
+    cv2.putText(image, title, (left, 28), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "%", (right - 10, lower + 40), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return image
+
+
+def build_dataset(options: BuildOptions,
+                  progress: Callable[[int, int], None] | None = None) -> BuildReport:
+    """Gathers images into the manual dir, packs the TFDS dataset and draws the histogram.
+
+    Args:
+        options: what to gather and how to pack it.
+        progress: called with (images held, images wanted) at the start and after each image
+            kept.
+
+    Returns:
+        The report of the run.
+
+    Raises:
+        UserError: bad options, an unreachable or refusing site, no results, a missing or empty
+            folder, a full disk.
+    """
+    from tfds_danbooru.scrape import Filters, collect
+
+    if options.source not in SOURCES:
+        raise UserError(f"--source: must be one of {', '.join(SOURCES)}")
+    data_dir = Path(options.data_dir).expanduser().absolute()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"{data_dir}: is a file, not a folder")
+    manual_dir = manual_dir_of(data_dir)
+    source = _make_source(options)
+    local = options.source in ("folder", "synthetic")
+    filters = Filters(
+        ratings=None if local else tuple(options.ratings),
+        min_resolution=(options.image_size if options.min_resolution is None
+                        else options.min_resolution),
+    )
+    max_images = options.max_images
+    if max_images is None:
+        max_images = source.count if options.source == "folder" else DEFAULT_MAX_IMAGES
+    stats = collect(source, manual_dir, filters=filters, max_images=max_images,
+                    progress=progress and (lambda held: progress(held, max_images)))
+    builder = pack(data_dir, manual_dir, options.image_size, options.crop,
+                   options.test_fraction, options.progress_bars)
+    splits, complexities = read_complexities(builder)
+    histogram = data_dir / f"complexity-{builder.builder_config.name}.png"
+    try:
+        write_image(histogram, complexity_histogram(complexities))
+    except UserError as err:
+        if _disk_full_error(err):
+            raise UserError(f"the disk is full: cannot write {histogram}") from None
+        raise
+    return BuildReport(stats=stats, dataset=f"danbooru/{builder.builder_config.name}",
+                       data_dir=data_dir, manual_dir=manual_dir, splits=splits,
+                       complexities=complexities, histogram=histogram)
+
+
+def format_report(report: BuildReport) -> list[str]:
+    """The end-of-run summary, one line per fact."""
+    stats = report.stats
+    lines = [
+        f"posts seen: {stats.seen}; fetched: {stats.fetched}; kept: {stats.kept} new "
+        f"({stats.recovered} recovered), {stats.cached} already there; "
+        f"{stats.total} images in the dataset",
+    ]
+    if stats.skipped:
+        lines.append("skipped: " + ", ".join(f"{reason} {n}"
+                                             for reason, n in sorted(stats.skipped.items())))
+    dups = sum(stats.duplicates.values())
+    if dups:
+        kinds = ", ".join(f"by {kind} {n}" for kind, n in sorted(stats.duplicates.items()))
+        lines.append(f"duplicates: {dups} ({kinds})")
+    if stats.failed:
+        lines.append("failed (run again to retry): " + ", ".join(
+            f"{reason} {n}" for reason, n in sorted(stats.failed.items())))
+    split_text = ", ".join(f"{name} {n}" for name, n in sorted(report.splits.items()))
+    lines.append(f"dataset: {report.dataset} in {report.data_dir} ({split_text})")
+    values = report.complexities
+    if values.size:
+        above = int(np.sum(values > COMPLEXITY_CEILING))
+        lines.append(
+            f"complexity: median {float(np.median(values)):.1f}, range "
+            f"{float(values.min()):.1f}-{float(values.max()):.1f}, {above} above "
+            f"{COMPLEXITY_CEILING:g}; histogram: {report.histogram}"
+        )
+    if "test" not in report.splits:
+        lines.append("note: no test split (too few images for the test fraction)")
+    return lines

@@ -1,0 +1,1 @@
+"""The `danbooru` dataset (TFDS `tfds new` layout)."""
