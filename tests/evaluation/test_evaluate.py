@@ -1,0 +1,182 @@
+"""`evaluate` end to end on an untrained smoke generator and generated data."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from manga_pix2pix.config import preset
+from manga_pix2pix.data.cues import NO_CUES, gaussian_blur
+from manga_pix2pix.data.pipeline import prepare_example
+from manga_pix2pix.data.sketch import image_complexity
+from manga_pix2pix.data.synthetic import character_of, synthetic_image
+from manga_pix2pix.errors import UserError
+from manga_pix2pix.evaluation import evaluate as ev
+from manga_pix2pix.evaluation.figures import GAP, HEADER, MIN_TILE
+from manga_pix2pix.models import build_models
+
+CEILING = 25.0  # at 32 px synthetic sketches are 17-37 % lines: all three tasks get images
+TRAIN_COUNT = 6  # few training images, so that some characters are unseen
+TEST_COUNT = 24
+
+
+def make_run(path, uses_cues=True):
+    """A run directory with an untrained smoke generator and its config."""
+    config = preset("smoke")
+    config.data.synthetic_count = TRAIN_COUNT
+    config.data.complexity_ceiling = CEILING
+    config.data.no_cues = not uses_cues
+    generator, _ = build_models(config.model, uses_cues=uses_cues)
+    path.mkdir()
+    generator.save(path / "generator.keras")
+    (path / "config.json").write_text(config.to_json())
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("eval") / "run")
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "report"
+    model = ev.load_model(run_dir)
+    return ev.evaluate(model, "synthetic", max_images=TEST_COUNT, batch_size=5, output_dir=out), out
+
+
+def complexity(seed):
+    return float(image_complexity(synthetic_image(seed, 32)))
+
+
+def test_task_split_follows_the_definitions(synthetic_report):
+    report, _ = synthetic_report
+    seen = {character_of(s) for s in range(TRAIN_COUNT) if complexity(s) <= CEILING}
+    expected = {"color": 0, "transfer": 0, "interpolation": 0}
+    for i in range(TEST_COUNT):
+        seed = TRAIN_COUNT + i
+        if complexity(seed) >= 1.2 * CEILING:
+            expected["interpolation"] += 1
+        elif character_of(seed) in seen:
+            expected["color"] += 1
+        else:
+            expected["transfer"] += 1
+    assert report.counts == {"all": TEST_COUNT, **expected}
+    assert min(expected.values()) > 0
+    assert report.info["training_characters"] == sorted(f"character_{c}" for c in seen)
+    assert report.info["interpolation_threshold"] == pytest.approx(30.0)
+
+
+def test_every_row_and_section_is_reported(synthetic_report):
+    report, out = synthetic_report
+    body = json.loads((out / "metrics.json").read_text())
+    assert set(body["metrics"]) == {"all", "color", "transfer", "interpolation"}
+    for section, rows in body["metrics"].items():
+        assert set(rows) == set(ev.METHODS), section
+        for method, values in rows.items():
+            assert set(values) == {"l1", "psnr", "ssim"}
+            assert all(np.isfinite(v) for v in values.values()), (section, method)
+    table = (out / "metrics.md").read_text()
+    for label in ev.METHODS.values():
+        assert table.count(f"| {label} |") == 4
+
+
+def test_sections_partition_the_held_out_images(synthetic_report):
+    report, _ = synthetic_report
+    counts, metrics = report.counts, report.metrics
+    assert counts["all"] == counts["color"] + counts["transfer"] + counts["interpolation"]
+    for method in ev.METHODS:
+        for name in ("l1", "ssim"):
+            weighted = sum(counts[t] * metrics[t][method][name] for t in ev.tasks.TASKS)
+            assert weighted / counts["all"] == pytest.approx(metrics["all"][method][name])
+
+
+def test_rows_match_a_direct_computation(run_dir, synthetic_report):
+    report, _ = synthetic_report
+    generate = ev.load_model(run_dir).loaded.generate
+    errors = {m: [] for m in ("cue_layer", "cue_lines", "sketch_only", "model_cues")}
+    for i in range(TEST_COUNT):
+        truth = synthetic_image(TRAIN_COUNT + i, 32).astype(np.float32) / 255.0
+        blurred = gaussian_blur(truth).numpy()
+        ex = prepare_example(
+            synthetic_image(TRAIN_COUNT + i, 32), seed=0, training=False,
+            cue_masks=ev.FULL_CUES, image_size=32,
+        )
+        lines = (ex["sketch"].numpy() + 1) / 2
+        x = tf.concat([ex["sketch"], ex["cues"], ex["cue_mask"]], -1)[None]
+        output = (generate(x)[0].numpy() + 1) / 2
+        errors["cue_layer"].append(np.abs(blurred - truth).mean())
+        errors["cue_lines"].append(np.abs(blurred * lines - truth).mean())
+        errors["sketch_only"].append(np.abs(lines - truth).mean())
+        errors["model_cues"].append(np.abs(output - truth).mean())
+    for method, values in errors.items():
+        assert report.metrics["all"][method]["l1"] == pytest.approx(np.mean(values), abs=1e-5)
+
+
+def test_withheld_cues_are_the_pipelines_no_cue_examples():
+    image = synthetic_image(7, 32)
+    full = prepare_example(image, seed=0, training=False, cue_masks=ev.FULL_CUES, image_size=32)
+    none = prepare_example(image, seed=0, training=False, cue_masks=NO_CUES, image_size=32)
+    assert float(tf.reduce_min(full["cue_mask"])) == 1.0
+    assert not np.any(none["cues"].numpy()) and not np.any(none["cue_mask"].numpy())
+    np.testing.assert_array_equal(full["sketch"].numpy(), none["sketch"].numpy())
+
+
+def test_one_figure_per_task(synthetic_report):
+    report, out = synthetic_report
+    import cv2
+
+    assert set(report.figures) == {"color", "transfer", "interpolation"}
+    for task, name in report.figures.items():
+        figure = cv2.imread(str(out / name))
+        rows = min(6, report.counts[task])
+        assert figure.shape[0] == HEADER + rows * (MIN_TILE + GAP), task
+        assert figure.shape[1] == GAP + 5 * (MIN_TILE + GAP), task  # 5 columns with cues
+
+
+def test_a_model_trained_without_cues_has_no_cue_row(tmp_path):
+    model = ev.load_model(make_run(tmp_path / "run", uses_cues=False))
+    report = ev.evaluate(model, "synthetic", max_images=4, output_dir=tmp_path / "out")
+    for section, rows in report.metrics.items():
+        assert rows["model_cues"] is None
+        if report.counts[section]:
+            assert rows["model_no_cues"] is not None
+    assert "| model, full cues | n/a | n/a | n/a |" in (tmp_path / "out" / "metrics.md").read_text()
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["info"]["uses_cues"] is False
+
+
+def test_a_folder_has_no_tags_so_only_interpolation_is_split(run_dir, tmp_path):
+    import cv2
+
+    folder = tmp_path / "held_out"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), synthetic_image(100 + i, 48)[..., ::-1])
+    report = ev.evaluate(
+        ev.load_model(run_dir), str(folder), complexity_ceiling=10.0, output_dir=tmp_path / "o"
+    )
+    assert report.counts == {"all": 5, "color": 0, "transfer": 0, "interpolation": 5}
+    assert "character tags" in report.info["empty_reasons"]["color"]
+    assert set(report.figures) == {"interpolation"}
+
+
+def test_bad_input_is_a_user_error(run_dir, tmp_path):
+    model = ev.load_model(run_dir)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no image files"):
+        ev.evaluate(model, str(empty))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        ev.evaluate(model, "synthetic", max_images=2, output_dir=blocker)
+    with pytest.raises(UserError, match="not built|neither"):
+        ev.evaluate(model, "danbooru", data_dir=str(tmp_path / "nothing"))
+    with pytest.raises(UserError):
+        ev.load_model(tmp_path / "missing")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="bad.keras"):
+        ev.load_model(bad)
+    assert not (tmp_path / "out").exists()
