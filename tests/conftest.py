@@ -84,8 +84,12 @@ def mixed_image_folder(tmp_path):
     folder.mkdir()
     write_encoded(folder / "a_rgb.png", synthetic_image(1, (40, 40)))
     write_encoded(folder / "b_photo.jpg", natural_image(2, 48, 64), cv2.IMWRITE_JPEG_QUALITY, 90)
-    write_encoded(folder / "c_web.webp", synthetic_image(3, (64, 36)), cv2.IMWRITE_WEBP_QUALITY, 101)
-    write_encoded(folder / "d_gray.png", cv2.cvtColor(natural_image(4, 37, 53), cv2.COLOR_RGB2GRAY))
+    write_encoded(
+        folder / "c_web.webp", synthetic_image(3, (64, 36)), cv2.IMWRITE_WEBP_QUALITY, 101
+    )
+    write_encoded(
+        folder / "d_gray.png", cv2.cvtColor(natural_image(4, 37, 53), cv2.COLOR_RGB2GRAY)
+    )
     rgba = np.dstack([synthetic_image(5, (50, 45)), np.full((50, 45), 200, np.uint8)])
     rgba[:10, :, 3] = 0
     write_encoded(folder / "e_alpha.png", rgba)

@@ -33,7 +33,9 @@ def test_help(command):
     assert "Example:" in result.output
 
 
-def test_sketchify_writes_a_binary_sketch_of_the_same_size(colour_file, tmp_path, make_natural_image):
+def test_sketchify_writes_a_binary_sketch_of_the_same_size(
+    colour_file, tmp_path, make_natural_image
+):
     out = tmp_path / "sketch.png"
     result = run("sketchify", colour_file, "-o", out)
     assert result.exit_code == 0, result.output
@@ -81,7 +83,9 @@ def assert_clean_error(result, *words):
 @pytest.mark.parametrize("command", ["sketchify", "cues"])
 def test_missing_file(command, tmp_path):
     out = tmp_path / "out.png"
-    assert_clean_error(run(command, tmp_path / "missing.png", "-o", out), "missing.png", "no such file")
+    assert_clean_error(
+        run(command, tmp_path / "missing.png", "-o", out), "missing.png", "no such file"
+    )
     assert not out.exists()
 
 

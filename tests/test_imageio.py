@@ -25,7 +25,9 @@ from manga_pix2pix.imageio import (
 def png_header(width: int, height: int) -> bytes:
     """A PNG signature and IHDR chunk (8-bit RGB), with a valid CRC, and nothing else."""
     ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    return (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    )
 
 
 def test_a_decompression_bomb_is_refused_from_its_header():
@@ -81,7 +83,7 @@ def test_formats_decode_to_rgb(tmp_path, make_natural_image):
     gray = read_image(tmp_path / "g.png")
     assert gray.shape == (24, 40, 3)
     np.testing.assert_array_equal(gray[..., 2], image[..., 0])
-    deep = (image.astype(np.uint16) * 257)
+    deep = image.astype(np.uint16) * 257
     write_encoded(tmp_path / "d.png", deep)
     np.testing.assert_array_equal(read_image(tmp_path / "d.png"), image)
 

@@ -158,7 +158,9 @@ def partial_mask(height: int, width: int, seed: tf.Tensor, config: CueMaskConfig
         tf.reduce_sum(d * d, axis=1), 1e-6
     )
     t = tf.clip_by_value(t, 0.0, 1.0)
-    dist2 = tf.square(ys - (start[:, 0] + t * d[:, 0])) + tf.square(xs - (start[:, 1] + t * d[:, 1]))
+    dist2 = tf.square(ys - (start[:, 0] + t * d[:, 0])) + tf.square(
+        xs - (start[:, 1] + t * d[:, 1])
+    )
     active = tf.range(k) < n_strokes
     strokes = tf.reduce_any((dist2 < tf.square(stroke_w / 2)) & active, axis=-1)
 

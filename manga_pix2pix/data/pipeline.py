@@ -52,6 +52,9 @@ JITTER_SCALE = 286.0 / 256.0
 
 CROPS = ("center", "top")
 
+#: Training cue masks by default: the paper's full cues, partial cues and none, mixed.
+DEFAULT_CUE_MASKS = CueMaskConfig()
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -264,7 +267,7 @@ def prepare_example(
     *,
     seed: int | tf.Tensor,
     training: bool,
-    cue_masks: CueMaskConfig = CueMaskConfig(),
+    cue_masks: CueMaskConfig = DEFAULT_CUE_MASKS,
     cue_sigma: float | None = None,
     image_size: int | None,
 ) -> dict[str, tf.Tensor]:
@@ -311,63 +314,36 @@ def prepare_example(
     }
 
 
-def make_dataset(
-    source: str,
+def examples_from_images(
+    images: tf.data.Dataset,
     *,
-    data_dir: str | None = None,
-    split: str = "train",
     image_size: int = 256,
     batch_size: int = 4,
     training: bool = True,
     seed: int = 0,
-    complexity_ceiling: float | None = 40.0,
-    cue_masks: CueMaskConfig = CueMaskConfig(),
+    cue_masks: CueMaskConfig = DEFAULT_CUE_MASKS,
     cue_sigma: float | None = None,
-    crop: str = "center",
-    synthetic_count: int = 256,
     repeat: bool = False,
     shuffle_buffer: int = 256,
     drop_remainder: bool = True,
 ) -> tf.data.Dataset:
-    """Batches of `{image, sketch, cues, cue_mask}` for training or evaluation.
+    """The second half of `make_dataset`: uint8 images -> batched training examples.
 
-    Order of stages: source (`load_images`) -> keep images with complexity <= ceiling ->
-    (training) seeded shuffle -> (repeat) -> `prepare_example` keyed by `(seed, index)` ->
-    batch -> prefetch. See the module docstring for value ranges and for what the seed makes
-    deterministic.
+    Stages: (training) seeded shuffle -> (repeat) -> `prepare_example` keyed by
+    `(seed, index)` -> batch -> prefetch.
 
     Args:
-        source, data_dir, split, image_size, crop, synthetic_count: see `load_images`.
-        batch_size: examples per batch.
-        training: shuffle and augment (pix2pix jitter); False: source order, no augmentation,
-            cue masks still drawn from `cue_masks` by `(seed, index)`.
-        seed: keys the shuffle and every random op (and the synthetic images).
-        complexity_ceiling: drop images whose sketch complexity (percent of line pixels) is
-            above it; None keeps all.
-        cue_masks: how cue masks are drawn; `NO_CUES` gives all-zero cues and masks.
-        cue_sigma: cue blur sigma in pixels; None means 20 px per 256 px.
-        repeat: repeat the source forever (each pass reshuffled when training).
-        shuffle_buffer: shuffle buffer size, in images.
-        drop_remainder: drop a last partial batch (static batch shapes, as TPUs need).
+        images: a dataset of uint8 `[H, W, 3]` images (resized and centre-cropped to
+            `image_size` if they are not that size already).
+        image_size, batch_size, training, seed, cue_masks, cue_sigma, repeat, shuffle_buffer,
+            drop_remainder: see `make_dataset`.
 
     Returns:
         A dataset of dicts of float32 tensors `[B, S, S, C]`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
-    ds = load_images(
-        source,
-        data_dir=data_dir,
-        split=split,
-        image_size=image_size,
-        crop=crop,
-        seed=seed,
-        synthetic_count=synthetic_count,
-    )
-    if complexity_ceiling is not None:
-        ceiling = float(complexity_ceiling)
-        ds = ds.filter(lambda ex: ex["complexity"] <= ceiling)
-    ds = ds.map(lambda ex: ex["image"])
+    ds = images
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -386,3 +362,75 @@ def make_dataset(
     ds = ds.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(AUTOTUNE)
+
+
+def make_dataset(
+    source: str,
+    *,
+    data_dir: str | None = None,
+    split: str = "train",
+    image_size: int = 256,
+    batch_size: int = 4,
+    training: bool = True,
+    seed: int = 0,
+    complexity_ceiling: float | None = 40.0,
+    cue_masks: CueMaskConfig = DEFAULT_CUE_MASKS,
+    cue_sigma: float | None = None,
+    crop: str = "center",
+    synthetic_count: int = 256,
+    repeat: bool = False,
+    shuffle_buffer: int = 256,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Batches of `{image, sketch, cues, cue_mask}` for training or evaluation.
+
+    Order of stages: source (`load_images`) -> keep images with complexity <= ceiling ->
+    (training) seeded shuffle -> (repeat) -> `prepare_example` keyed by `(seed, index)` ->
+    batch -> prefetch. See the module docstring for value ranges and for what the seed makes
+    deterministic. If the ceiling drops every image, or fewer images than `batch_size` remain
+    with `drop_remainder`, the dataset is empty.
+
+    Args:
+        source, data_dir, split, image_size, crop, synthetic_count: see `load_images`.
+        batch_size: examples per batch.
+        training: shuffle and augment (pix2pix jitter); False: source order, no augmentation,
+            cue masks still drawn from `cue_masks` by `(seed, index)`.
+        seed: keys the shuffle and every random op (and the synthetic images).
+        complexity_ceiling: drop images whose sketch complexity (percent of line pixels) is
+            above it; None keeps all.
+        cue_masks: how cue masks are drawn; `NO_CUES` gives all-zero cues and masks.
+        cue_sigma: cue blur sigma in pixels; None means 20 px per 256 px.
+        repeat: repeat the source forever (each pass reshuffled when training).
+        shuffle_buffer: shuffle buffer size, in images.
+        drop_remainder: drop a last partial batch (static batch shapes, as TPUs need).
+
+    Returns:
+        A dataset of dicts of float32 tensors `[B, S, S, C]`.
+
+    Raises:
+        UserError: see `load_images`.
+    """
+    ds = load_images(
+        source,
+        data_dir=data_dir,
+        split=split,
+        image_size=image_size,
+        crop=crop,
+        seed=seed,
+        synthetic_count=synthetic_count,
+    )
+    if complexity_ceiling is not None:
+        ceiling = float(complexity_ceiling)
+        ds = ds.filter(lambda ex: ex["complexity"] <= ceiling)
+    return examples_from_images(
+        ds.map(lambda ex: ex["image"]),
+        image_size=image_size,
+        batch_size=batch_size,
+        training=training,
+        seed=seed,
+        cue_masks=cue_masks,
+        cue_sigma=cue_sigma,
+        repeat=repeat,
+        shuffle_buffer=shuffle_buffer,
+        drop_remainder=drop_remainder,
+    )

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from manga_pix2pix.data.cues import NO_CUES, CueMaskConfig, gaussian_blur
 from manga_pix2pix.data.pipeline import (
+    examples_from_images,
     load_images,
     make_dataset,
     prepare_example,
@@ -64,7 +65,8 @@ def test_folder_source_mixed_formats(mixed_image_folder):
     assert examples[4]["image"][:5].min() >= 250
     # The gray file stays gray.
     gray = examples[3]["image"].astype(int)
-    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
+    assert np.array_equal(gray[..., 0], gray[..., 1])
+    assert np.array_equal(gray[..., 1], gray[..., 2])
 
 
 def test_folder_crop_top_keeps_the_top_of_a_portrait(mixed_image_folder):
@@ -139,15 +141,18 @@ class PipelineTestImages(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, seeds):
         for seed in seeds:
             image = synthetic_image(seed, 32)
-            yield seed, {
-                "image": image,
-                "id": seed,
-                "md5": f"{seed:032x}",
-                "tags": tags_of(seed),
-                "rating": "g",
-                "source": "",
-                "complexity": float(image_complexity(image)),
-            }
+            yield (
+                seed,
+                {
+                    "image": image,
+                    "id": seed,
+                    "md5": f"{seed:032x}",
+                    "tags": tags_of(seed),
+                    "rating": "g",
+                    "source": "",
+                    "complexity": float(image_complexity(image)),
+                },
+            )
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +174,9 @@ def test_tfds_source(tfds_dir):
         assert [t.decode() for t in ex["tags"]] == tags_of(seed)
         assert ex["complexity"] == pytest.approx(float(image_complexity(ex["image"])))
     assert found == set(sources)
-    test = batches(load_images("pipeline_test_images", data_dir=tfds_dir, split="test", image_size=16))
+    test = batches(
+        load_images("pipeline_test_images", data_dir=tfds_dir, split="test", image_size=16)
+    )
     assert len(test) == 1 and test[0]["image"].shape == (16, 16, 3)
     with pytest.raises(UserError, match="split"):
         load_images("pipeline_test_images", data_dir=tfds_dir, split="validation")
@@ -211,7 +218,9 @@ def test_training_augments_and_evaluation_does_not():
     count = 8
     source = np.stack([synthetic_image(i, S) for i in range(count)])
     evaluation = batches(
-        make_dataset("synthetic", image_size=S, batch_size=count, synthetic_count=count, training=False)
+        make_dataset(
+            "synthetic", image_size=S, batch_size=count, synthetic_count=count, training=False
+        )
     )[0]
     np.testing.assert_array_equal(to_uint8_image(evaluation["image"]).numpy(), source)
     training = batches(
@@ -250,8 +259,13 @@ def test_evaluation_masks_are_drawn_by_seed_and_index():
 
     def masks(seed):
         ds = make_dataset(
-            "synthetic", image_size=S, batch_size=4, synthetic_count=4, training=False,
-            cue_masks=config, seed=seed,
+            "synthetic",
+            image_size=S,
+            batch_size=4,
+            synthetic_count=4,
+            training=False,
+            cue_masks=config,
+            seed=seed,
         )
         return batches(ds)[0]["cue_mask"]
 
@@ -268,7 +282,11 @@ def test_complexity_ceiling_drops_images():
 
     def size(ceiling):
         ds = make_dataset(
-            "synthetic", image_size=S, batch_size=1, synthetic_count=count, training=False,
+            "synthetic",
+            image_size=S,
+            batch_size=1,
+            synthetic_count=count,
+            training=False,
             complexity_ceiling=ceiling,
         )
         return len(batches(ds))
@@ -278,7 +296,9 @@ def test_complexity_ceiling_drops_images():
 
 
 def test_no_cues_gives_zero_cues_and_masks():
-    ds = make_dataset("synthetic", image_size=S, batch_size=4, synthetic_count=4, cue_masks=NO_CUES)
+    ds = make_dataset(
+        "synthetic", image_size=S, batch_size=4, synthetic_count=4, cue_masks=NO_CUES
+    )
     batch = batches(ds)[0]
     assert not batch["cues"].any() and not batch["cue_mask"].any()
 
@@ -317,7 +337,9 @@ def test_prepare_example_eager_equals_dataset_map():
 
 def test_prepare_example_at_the_images_own_size_for_evaluation():
     image = synthetic_image(1, (37, 53))
-    out = prepare_example(image, seed=0, training=False, cue_masks=CueMaskConfig(), image_size=None)
+    out = prepare_example(
+        image, seed=0, training=False, cue_masks=CueMaskConfig(), image_size=None
+    )
     assert out["image"].shape == (37, 53, 3) and out["sketch"].shape == (37, 53, 1)
     np.testing.assert_array_equal(to_uint8_image(out["image"]).numpy(), image)
     with pytest.raises(ValueError, match="image_size"):
@@ -331,3 +353,14 @@ def test_to_uint8_image():
     np.testing.assert_array_equal(
         to_uint8_image(tf.constant(image, tf.float32) / 127.5 - 1.0).numpy(), image
     )
+
+
+def test_examples_from_images_in_memory():
+    images = tf.data.Dataset.from_tensor_slices(
+        np.stack([synthetic_image(i, (37, 53)) for i in range(3)])
+    )
+    got = batches(examples_from_images(images, image_size=S, batch_size=2, drop_remainder=False))
+    assert [b["image"].shape[0] for b in got] == [2, 1]
+    check_batch(got[0], 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        examples_from_images(images, batch_size=0)

@@ -13,7 +13,9 @@ def test_deterministic_by_seed():
     assert not np.array_equal(synthetic_image(5, 48), synthetic_image(6, 48))
 
 
-@pytest.mark.parametrize("size, shape", [(32, (32, 32)), ((37, 53), (37, 53)), ((80, 20), (80, 20))])
+@pytest.mark.parametrize(
+    "size, shape", [(32, (32, 32)), ((37, 53), (37, 53)), ((80, 20), (80, 20))]
+)
 def test_any_size(size, shape):
     image = synthetic_image(1, size)
     assert image.shape == (*shape, 3) and image.dtype == np.uint8
