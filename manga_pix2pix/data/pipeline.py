@@ -24,8 +24,9 @@ Determinism: every random choice (crop offset, flip, cue-mask kind and shape) is
 random op keyed by `(seed, index)`, where `index` counts the examples as they leave the
 shuffle (and the repeat), so a given seed and source give the same batches on every run and on
 every machine with the same TensorFlow version. Parallel maps keep their input order
-(`deterministic=True`). The shuffle is seeded; with `repeat=True` each pass over the data is
-shuffled differently, but the sequence of passes is the same for a seed. What is not
+(`deterministic=True`). The shuffles (of a folder's files or a TFDS dataset's shards, and of
+the images) are seeded; with `repeat=True` each pass over the data is shuffled differently,
+but the sequence of passes is the same for a seed. What is not
 deterministic: a TFDS dataset rebuilt with different contents, a folder whose files change,
 and (in the last bits of float32 arithmetic) different CPU instruction sets.
 """
@@ -109,7 +110,9 @@ def _decode_file(path: bytes) -> tuple[np.ndarray, bool]:
         return np.zeros([1, 1, 3], np.uint8), False
 
 
-def _folder_source(folder: Path, image_size: int, crop: str) -> tf.data.Dataset:
+def _folder_source(
+    folder: Path, image_size: int, crop: str, shuffle_files: bool, seed: int
+) -> tf.data.Dataset:
     files = [str(p) for p in list_images(folder)]
     if not files:
         raise UserError(f"{folder}: no image files in this folder")
@@ -124,6 +127,8 @@ def _folder_source(folder: Path, image_size: int, crop: str) -> tf.data.Dataset:
         return {"image": image, "complexity": image_complexity(image)}
 
     ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_files:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.filter(lambda image, ok: ok)
     return ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -152,7 +157,13 @@ def _synthetic_source(count: int, image_size: int, seed: int) -> tf.data.Dataset
 
 
 def _tfds_source(
-    name: str, data_dir: str | None, split: str, image_size: int, crop: str
+    name: str,
+    data_dir: str | None,
+    split: str,
+    image_size: int,
+    crop: str,
+    shuffle_files: bool,
+    seed: int,
 ) -> tf.data.Dataset:
     import tensorflow_datasets as tfds
 
@@ -176,7 +187,11 @@ def _tfds_source(
             "(manga-pix2pix build-dataset) or pass the right --data-dir"
         )
     try:
-        ds = builder.as_dataset(split=split, shuffle_files=False)
+        ds = builder.as_dataset(
+            split=split,
+            shuffle_files=shuffle_files,
+            read_config=tfds.ReadConfig(shuffle_seed=seed),
+        )
     except (ValueError, KeyError) as err:
         splits = ", ".join(sorted(builder.info.splits.keys()))
         raise UserError(f"{name}: cannot read split {split!r} (it has {splits}): {err}") from None
@@ -209,6 +224,7 @@ def load_images(
     crop: str = "center",
     seed: int = 0,
     synthetic_count: int = 256,
+    shuffle_files: bool = False,
 ) -> tf.data.Dataset:
     """The coloured images of a source, at `image_size`, before any augmentation.
 
@@ -222,6 +238,9 @@ def load_images(
             `"center"` or `"top"`.
         seed: the synthetic source draws `synthetic_image(seed + i)` for image `i`.
         synthetic_count: how many synthetic images.
+        shuffle_files: read a folder's files, or a TFDS dataset's shards, in an order shuffled
+            by `seed` (and reshuffled on each pass) rather than in name order; training uses
+            it so that a shuffle buffer smaller than the dataset still mixes it well.
 
     Returns:
         A dataset of dicts: `image` uint8 `[S, S, 3]`, `complexity` float32 scalar (percent of
@@ -240,10 +259,10 @@ def load_images(
         return _synthetic_source(synthetic_count, image_size, seed)
     path = Path(os.path.expanduser(source))
     if path.is_dir():
-        return _folder_source(path, image_size, crop)
+        return _folder_source(path, image_size, crop, shuffle_files, seed)
     if path.exists():
         raise UserError(f"{source}: is a file; give a folder of images or a dataset name")
-    return _tfds_source(source, data_dir, split, image_size, crop)
+    return _tfds_source(source, data_dir, split, image_size, crop, shuffle_files, seed)
 
 
 def _stateless_seed(seed: int | tf.Tensor) -> tf.Tensor:
@@ -384,11 +403,12 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of `{image, sketch, cues, cue_mask}` for training or evaluation.
 
-    Order of stages: source (`load_images`) -> keep images with complexity <= ceiling ->
-    (training) seeded shuffle -> (repeat) -> `prepare_example` keyed by `(seed, index)` ->
-    batch -> prefetch. See the module docstring for value ranges and for what the seed makes
-    deterministic. If the ceiling drops every image, or fewer images than `batch_size` remain
-    with `drop_remainder`, the dataset is empty.
+    Order of stages: source (`load_images`; when training, its files or shards in an order
+    shuffled by the seed) -> keep images with complexity <= ceiling -> (training) seeded
+    shuffle -> (repeat) -> `prepare_example` keyed by `(seed, index)` -> batch -> prefetch.
+    See the module docstring for value ranges and for what the seed makes deterministic.
+    If the ceiling drops every image, or fewer images than `batch_size` remain with
+    `drop_remainder`, the dataset is empty.
 
     Args:
         source, data_dir, split, image_size, crop, synthetic_count: see `load_images`.
@@ -418,6 +438,7 @@ def make_dataset(
         crop=crop,
         seed=seed,
         synthetic_count=synthetic_count,
+        shuffle_files=training,
     )
     if complexity_ceiling is not None:
         ceiling = float(complexity_ceiling)

@@ -319,6 +319,12 @@ def test_make_dataset_on_a_folder(mixed_image_folder):
     assert len(got) == 2
     for batch in got:
         check_batch(batch, 4)
+    # The files are read in a seeded shuffled order: the same on every run.
+    again = make_dataset(
+        str(mixed_image_folder), image_size=S, batch_size=4, complexity_ceiling=None, crop="top"
+    )
+    for a, b in zip(got, batches(again), strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
 
 
 def test_prepare_example_eager_equals_dataset_map():
