@@ -176,7 +176,8 @@ def _tfds_source(
     where = data_dir or "the default TFDS data folder"
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
+    except ValueError:
+        # DatasetNotFoundError (a ValueError), or a string that is not a dataset name at all.
         raise UserError(
             f"{name}: neither a folder nor a known TFDS dataset (use a folder of images, "
             "'synthetic', or a TFDS name such as 'danbooru')"
@@ -248,13 +249,16 @@ def load_images(
         (synthetic and TFDS danbooru).
 
     Raises:
-        UserError: an empty folder, an unknown or unbuilt TFDS dataset, an unknown split.
+        UserError: an empty source or folder, a missing folder that is not a TFDS name either,
+            an unknown or unbuilt TFDS dataset, an unknown split.
         ValueError: a bad `crop`, `image_size` or `synthetic_count`.
     """
     if crop not in CROPS:
         raise ValueError(f"crop: must be one of {CROPS}, got {crop!r}")
     if image_size < 8:
         raise ValueError(f"image_size: must be at least 8, got {image_size}")
+    if not source:
+        raise UserError("the data source is empty: give a folder, 'synthetic' or a dataset name")
     if source == "synthetic":
         return _synthetic_source(synthetic_count, image_size, seed)
     path = Path(os.path.expanduser(source))

@@ -105,8 +105,11 @@ def test_source_errors(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(UserError, match="is a file"):
         load_images(str(tmp_path / "a.txt"))
-    with pytest.raises(UserError, match="neither a folder nor a known TFDS dataset"):
-        load_images("no_such_dataset_anywhere")
+    for name in ["no_such_dataset_anywhere", str(tmp_path / "missing_folder"), "./missing"]:
+        with pytest.raises(UserError, match="neither a folder nor a known TFDS dataset"):
+            load_images(name)
+    with pytest.raises(UserError, match="empty"):
+        load_images("")
     with pytest.raises(UserError, match="not built"):
         load_images("mnist", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="crop"):
