@@ -127,7 +127,9 @@ def _tfds_source(data, data_dir, split, train_split, image_size, max_images) -> 
                 split=train_split, decoders={"image": tfds.decode.SkipDecoding()}
             )
         except (ValueError, KeyError) as err:
-            raise UserError(f"{data}: cannot read the training split {train_split!r}: {err}") from None
+            raise UserError(
+                f"{data}: cannot read the training split {train_split!r}: {err}"
+            ) from None
         out = []
         for ex in ds.as_numpy_iterator():
             complexity = float(ex["complexity"]) if "complexity" in ex else None
@@ -422,8 +424,15 @@ def evaluate(
             empty_reasons[t] = f"No images: {no_split}, and this source has none."
         elif t == "interpolation":
             empty_reasons[t] = f"No images: none has a complexity >= {threshold:.1f} %."
+        elif t == "transfer":
+            empty_reasons[t] = (
+                "No images: every held-out image below the interpolation threshold shares a "
+                "character tag with the training set."
+            )
         else:
-            empty_reasons[t] = "No images."
+            empty_reasons[t] = (
+                "No images: no held-out image shares a character tag with the training set."
+            )
     info = {
         "model": loaded.source,
         "image_size": size,

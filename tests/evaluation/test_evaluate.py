@@ -43,7 +43,8 @@ def run_dir(tmp_path_factory):
 def synthetic_report(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "report"
     model = ev.load_model(run_dir)
-    return ev.evaluate(model, "synthetic", max_images=TEST_COUNT, batch_size=5, output_dir=out), out
+    report = ev.evaluate(model, "synthetic", max_images=TEST_COUNT, batch_size=5, output_dir=out)
+    return report, out
 
 
 def complexity(seed):
@@ -142,8 +143,9 @@ def test_a_model_trained_without_cues_has_no_cue_row(tmp_path):
         assert rows["model_cues"] is None
         if report.counts[section]:
             assert rows["model_no_cues"] is not None
-    assert "| model, full cues | n/a | n/a | n/a |" in (tmp_path / "out" / "metrics.md").read_text()
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["info"]["uses_cues"] is False
+    out = tmp_path / "out"
+    assert "| model, full cues | n/a | n/a | n/a |" in (out / "metrics.md").read_text()
+    assert json.loads((out / "metrics.json").read_text())["info"]["uses_cues"] is False
 
 
 def test_a_folder_has_no_tags_so_only_interpolation_is_split(run_dir, tmp_path):
