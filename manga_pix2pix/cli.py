@@ -133,9 +133,14 @@ def cues(color, output, sigma):
               help="Short side in pixels at which colours are computed [default: the model's "
                    "image size]. Larger keeps more detail on big pages; time grows with its "
                    "square.")
+@click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
+              show_default=True,
+              help="Batch-norm statistics: the training averages (moving), or each sketch's "
+                   "own (image, as the pix2pix paper at test time). Try image if colours come "
+                   "out washed out, typically with few or no cues.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def colorize(sketches, model, output, cues, no_cues, work_size, quiet):
+def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, quiet):
     """Colour sketches of any size with a trained generator, with or without cues.
 
     SKETCHES are image files (gray, RGB, RGBA, palette PNG, JPEG, WebP, ...) or folders
@@ -163,7 +168,7 @@ def colorize(sketches, model, output, cues, no_cues, work_size, quiet):
         bar.update(1)
 
     report = colorize_paths(sketches, model, output, cues=cues, work_size=work_size,
-                            progress=progress)
+                            norm_stats=norm_stats, progress=progress)
     if bar is not None:
         bar.render_finish()
     for _sketch, message in report.failed:
@@ -181,9 +186,12 @@ def colorize(sketches, model, output, cues, no_cues, work_size, quiet):
               default="savedmodel", show_default=True,
               help="savedmodel: the whole colorize graph on uint8 images; tflite: the bare "
                    "generator at the model's image size.")
+@click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
+              show_default=True, help="Batch-norm statistics in the exported graph (see "
+                                      "colorize --help).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @user_errors
-def export(model, output, fmt, force):
+def export(model, output, fmt, norm_stats, force):
     """Export a generator for serving: a SavedModel or a TFLite file.
 
     The SavedModel needs only TensorFlow: its serving signature takes a uint8 sketch
@@ -197,7 +205,7 @@ def export(model, output, fmt, force):
     """
     from manga_pix2pix.inference.export import export_model
 
-    export_model(model, output, fmt, force=force)
+    export_model(model, output, fmt, norm_stats=norm_stats, force=force)
 
 
 @main.command()

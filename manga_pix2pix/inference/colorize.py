@@ -27,8 +27,10 @@ to the sketch's own size with its own lines on top:
    of transparent pixels never leaks in). Cues are stretched to the sketch if their size
    differs. Values are those of training: cues in [-1, 1] and 0 where the mask is 0; no cues
    means cues and mask all 0. Padding carries no cues.
-5. **Colour.** The generator runs in inference mode (`training=False`: batch-norm moving
-   statistics, no dropout), so the result is deterministic and independent of the batch.
+5. **Colour.** The generator runs without dropout and, by default, with batch norm's moving
+   statistics (`training=False`); `norm_stats="image"` uses each sketch's own statistics
+   instead (see `manga_pix2pix.inference.loading` for when that is better). Either way the
+   result is deterministic.
 6. **Crisp lines.** Where the work-scale sketch has lines, the model's own (soft, low
    resolution) line pixels are replaced by the colour of the paper around them; the colour is
    resized to the sketch's size and the sketch's own full-resolution line art is multiplied
@@ -280,12 +282,16 @@ class Colorizer:
     Args:
         model: from `load_model`.
         work_size: the short side at which colours are computed (default: the model's size).
+        norm_stats: batch norm's statistics, `moving` or `image` (see `loading.NORM_STATS`).
     """
 
-    def __init__(self, model: LoadedModel, work_size: int | None = None):
+    def __init__(
+        self, model: LoadedModel, work_size: int | None = None, norm_stats: str = "moving"
+    ):
         if work_size is not None and work_size < 8:
             raise UserError(f"--work-size: must be at least 8 pixels, got {work_size}")
         self.model = model
+        generate = model.generator(norm_stats)
         self.settings = ColorizeSettings(
             image_size=model.image_size,
             use_cue_mask=model.use_cue_mask,
@@ -294,11 +300,11 @@ class Colorizer:
         )
         image = tf.TensorSpec([None, None, None], tf.uint8)
         self._without_cues = tf.function(
-            lambda s: colorize_tensor(model.generate, s, None, self.settings),
+            lambda s: colorize_tensor(generate, s, None, self.settings),
             input_signature=[image],
         )
         self._with_cues = tf.function(
-            lambda s, c: colorize_tensor(model.generate, s, c, self.settings),
+            lambda s, c: colorize_tensor(generate, s, c, self.settings),
             input_signature=[image, image],
         )
 
@@ -468,6 +474,7 @@ def colorize_paths(
     *,
     cues: str | os.PathLike | None = None,
     work_size: int | None = None,
+    norm_stats: str = "moving",
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Colours sketch files (or folders of them) and writes the results; see `plan_jobs`.
@@ -484,7 +491,7 @@ def colorize_paths(
     if cues is not None and not loaded.uses_cues:
         raise UserError(f"{model}: this model was trained without cues (--no-cues); "
                         "drop --cues")
-    colorizer = Colorizer(loaded, work_size=work_size)
+    colorizer = Colorizer(loaded, work_size=work_size, norm_stats=norm_stats)
     report = Report(written=[], failed=[])
     for done, job in enumerate(jobs, start=1):
         try:

@@ -9,7 +9,11 @@ blur and mask, padding, line overlay — inside the graph, at the default work s
     serving_default(sketch, cues) -> {"colour": uint8}     (models trained with cues)
     serving_default(sketch) -> {"colour": uint8}           (models trained without cues)
     colorize_without_cues(sketch) -> {"colour": uint8}
-    generate(x) -> float32                                  (the bare generator, [-1, 1])
+    generate(x), generate_per_image(x) -> float32           (the bare generator, [-1, 1])
+
+The serving functions use the batch-norm statistics chosen at export (`--norm-stats`, recorded
+in `manga_pix2pix.json`); `generate` uses the moving averages and `generate_per_image` each
+image's own statistics.
 
 `sketch` is uint8 `[H, W, C]` or a batch `[N, H, W, C]` with C = 1 (gray), 3 (RGB) or 4 (RGBA,
 composited on white); `cues` is uint8 `[h, w, C]` (or `[N, h, w, C]`, or one cue image for the
@@ -20,8 +24,9 @@ one with alpha gives strokes where alpha > 0 (a fully transparent one means no c
 TFLite (`--format tflite`): `DIR/generator.tflite` is the bare generator at a fixed size, the
 model's `image_size`: input float32 `[1, S, S, C]` in [-1, 1] (sketch -1 line / 1 paper, cues
 in [-1, 1] and 0 where there is no cue, then the cue mask 0/1 when C = 5), output float32
-`[1, S, S, 3]` in [-1, 1]. TFLite needs static shapes, and the sketch op and blur are left to
-the app (`manga_pix2pix.json` says which inputs the model takes).
+`[1, S, S, 3]` in [-1, 1], with the batch-norm statistics chosen at export. TFLite needs static
+shapes, and the sketch op and blur are left to the app (`manga_pix2pix.json` says which inputs
+the model takes).
 
 Both are written to a temporary folder next to DIR and renamed into place, so a failed export
 leaves nothing behind.
@@ -36,11 +41,18 @@ import secrets
 import shutil
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.inference.colorize import ColorizeSettings, colorize_tensor
-from manga_pix2pix.inference.loading import EXPORT_METADATA, LoadedModel, load_model
+from manga_pix2pix.inference.loading import (
+    EXPORT_METADATA,
+    NORM_STATS,
+    LoadedModel,
+    forward_per_image,
+    load_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +90,20 @@ def _per_image(fn, sketch: tf.Tensor, cues: tf.Tensor | None) -> tf.Tensor:
 class ColorizeModule(tf.Module):
     """The exported module: the generator and the colorize graph around it (see above)."""
 
-    def __init__(self, model: LoadedModel):
+    def __init__(self, model: LoadedModel, norm_stats: str = "moving"):
         super().__init__(name="manga_pix2pix")
         # Tracking the owner saves the variables the generator reads.
         self.owner = model.keep
         self._model = model
+        self._serve_generate = model.generator(norm_stats)
         self._settings = ColorizeSettings(
             image_size=model.image_size,
             use_cue_mask=model.use_cue_mask,
             cue_sigma=model.cue_sigma,
         )
-        self.generate = tf.function(
-            model.generate,
-            input_signature=[tf.TensorSpec([None, None, None, model.input_channels], tf.float32,
-                                           name="x")],
-        )
+        spec = tf.TensorSpec([None, None, None, model.input_channels], tf.float32, name="x")
+        self.generate = tf.function(model.generate, input_signature=[spec])
+        self.generate_per_image = tf.function(model.generate_per_image, input_signature=[spec])
         self.colorize_without_cues = tf.function(
             self._without_cues, input_signature=[tf.TensorSpec(None, tf.uint8, name="sketch")]
         )
@@ -105,13 +116,13 @@ class ColorizeModule(tf.Module):
 
     def _without_cues(self, sketch):
         def fn(s):
-            return colorize_tensor(self._model.generate, s, None, self._settings)
+            return colorize_tensor(self._serve_generate, s, None, self._settings)
 
         return {"colour": _per_image(fn, sketch, None)}
 
     def _with_cues(self, sketch, cues):
         def fn(s, c):
-            return colorize_tensor(self._model.generate, s, c, self._settings)
+            return colorize_tensor(self._serve_generate, s, c, self._settings)
 
         return {"colour": _per_image(fn, sketch, cues)}
 
@@ -144,22 +155,33 @@ def _move_into_place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_savedmodel(model: LoadedModel, folder: Path) -> None:
-    module = ColorizeModule(model)
+def _write_savedmodel(model: LoadedModel, folder: Path, norm_stats: str) -> None:
+    module = ColorizeModule(model, norm_stats)
     tf.saved_model.save(module, str(folder), signatures=module.signatures())
 
 
-def _write_tflite(model: LoadedModel, folder: Path) -> None:
+def _write_tflite(model: LoadedModel, folder: Path, norm_stats: str) -> None:
     if model.kind == "savedmodel":
         raise UserError(f"{model.source}: export TFLite from the run directory or the .keras "
                         "file, not from an exported SavedModel")
+    generator = model.keep
     size = model.image_size
     spec = tf.TensorSpec([1, size, size, model.input_channels], tf.float32, name="x")
-    # Keras's own SavedModel export freezes the weights into the TFLite file; a tf.function
-    # over the model would leave them as uninitialised resource variables.
+    # A SavedModel written by Keras's ExportArchive lets the converter freeze the weights into
+    # the TFLite file; a plain tf.function over the model would leave them as uninitialised
+    # resource variables.
+    if norm_stats == "moving":
+        def serve(x):
+            return generator(x, training=False)
+    else:
+        def serve(x):
+            return forward_per_image(generator, x)
+
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    archive.add_endpoint("serve", serve, input_signature=[spec])
     staging = folder / "staging"
-    model.keep.export(str(staging), format="tf_saved_model", input_signature=[spec],
-                      verbose=False)
+    archive.write_out(str(staging), verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(staging))
     data = converter.convert()
     shutil.rmtree(staging)
@@ -178,7 +200,7 @@ def _make_temp_folder(target: Path) -> Path:
 
 def export_model(
     model_path: str | os.PathLike, output: str | os.PathLike, fmt: str = "savedmodel",
-    *, force: bool = False,
+    *, norm_stats: str = "moving", force: bool = False,
 ) -> Path:
     """Exports the generator at `model_path` to the folder `output` (see the module docstring).
 
@@ -186,6 +208,7 @@ def export_model(
         model_path: a run directory, a `.keras` file or an exported SavedModel.
         output: the folder to create; its parent must exist.
         fmt: `savedmodel` or `tflite`.
+        norm_stats: batch norm's statistics in the exported graph, `moving` or `image`.
         force: replace `output` if it exists and is not empty.
 
     Returns:
@@ -196,6 +219,9 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if norm_stats not in NORM_STATS:
+        raise UserError(f"unknown norm stats {norm_stats!r}; choose one of "
+                        f"{', '.join(NORM_STATS)}")
     target = Path(output)
     _check_target(target, force)
     model = load_model(model_path)
@@ -204,10 +230,10 @@ def export_model(
     tmp = _make_temp_folder(target)
     try:
         if fmt == "savedmodel":
-            _write_savedmodel(model, tmp)
+            _write_savedmodel(model, tmp, norm_stats)
         else:
-            _write_tflite(model, tmp)
-        metadata = dict(model.metadata(), export_format=fmt)
+            _write_tflite(model, tmp, norm_stats)
+        metadata = dict(model.metadata(), export_format=fmt, norm_stats=norm_stats)
         (tmp / EXPORT_METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
         _move_into_place(tmp, target)
     except BaseException:

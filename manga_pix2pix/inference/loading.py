@@ -6,14 +6,22 @@ Three kinds of model path are accepted:
     * a folder written by `manga-pix2pix export --format savedmodel` (`saved_model.pb` plus
       `manga_pix2pix.json`).
 
-Each gives a `LoadedModel`: a `generate` function (float32 `[N, H, W, C]` in [-1, 1] ->
+Each gives a `LoadedModel`: generator functions (float32 `[N, H, W, C]` in [-1, 1] ->
 `[N, H, W, 3]` in [-1, 1], with H and W any multiple of `image_size`) and what inference needs
 to know about the model. Every problem a user can cause (a missing path, a corrupt file, a
 Keras model that is not our generator) is a `UserError` with a one-line message.
 
-Batch norm and dropout run in inference mode (`training=False`): moving statistics and no
-dropout, so that a sketch always gives the same colours and does not depend on what else is in
-the batch.
+Batch norm at inference (`NORM_STATS`), never with dropout, so a sketch always gives the same
+colours whatever else is in the batch:
+    * `moving` (the default): `training=False`, the moving averages of training.
+    * `image`: each image's own statistics, as the pix2pix paper ran its generator at test time
+      (batch statistics of a batch of one, i.e. instance normalisation), but without its
+      test-time dropout (dropout only adds noise; it did not change the error measured).
+      A batch-norm generator trained on a mixture of full, partial and no cues can normalise
+      a sketch with few or no cues badly with the moving averages (washed-out colours): with
+      a 128-px model trained for 10 minutes on 270 anime faces, held-out PSNR was 20.7 dB
+      (`moving`) vs 19.5 dB (`image`) with full cues, but 6.2 vs 13.8 dB with partial
+      cues and 6.3 vs 11.6 dB with none. Instance-norm generators are the same either way.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from manga_pix2pix.errors import UserError
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 EXPORT_METADATA = "manga_pix2pix.json"
 GENERATOR_FILE = "generator.keras"
 CONFIG_FILE = "config.json"
+#: How batch norm is run at inference (see the module docstring).
+NORM_STATS = ("moving", "image")
 #: Channels of the generator's inputs: sketch (1) + cues (3) [+ cue mask (1)].
 _CHANNELS_WITHOUT_MASK = 4
 _CHANNELS_WITH_MASK = 5
@@ -48,7 +59,8 @@ class LoadedModel:
 
     Attributes:
         generate: float32 `[N, H, W, input_channels]` in [-1, 1] -> `[N, H, W, 3]` in [-1, 1];
-            H and W must be multiples of `image_size`.
+            H and W must be multiples of `image_size`. Batch norm with moving statistics.
+        generate_per_image: the same with each image's own batch-norm statistics.
         image_size: the training size; also the multiple the U-Net needs (2**depth).
         uses_cues: False for a model trained without cues (`train --no-cues`).
         use_cue_mask: whether the generator takes the one-channel cue mask.
@@ -61,6 +73,7 @@ class LoadedModel:
     """
 
     generate: Callable[[tf.Tensor], tf.Tensor]
+    generate_per_image: Callable[[tf.Tensor], tf.Tensor]
     image_size: int
     uses_cues: bool
     use_cue_mask: bool
@@ -68,6 +81,13 @@ class LoadedModel:
     source: str
     kind: str
     keep: Any
+
+    def generator(self, norm_stats: str = "moving") -> Callable[[tf.Tensor], tf.Tensor]:
+        """The generator function for a `NORM_STATS` choice."""
+        if norm_stats not in NORM_STATS:
+            raise UserError(f"norm stats: must be one of {', '.join(NORM_STATS)}, "
+                            f"got {norm_stats!r}")
+        return self.generate if norm_stats == "moving" else self.generate_per_image
 
     @property
     def input_channels(self) -> int:
@@ -98,14 +118,46 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _generate_fn(model, channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
+def _normalize_per_image(layer, x: tf.Tensor) -> tf.Tensor:
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return layer(x, training=False)  # instance norm is per image already
+    x32 = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
+    out = tf.nn.batch_normalization(x32, mean, variance, tf.cast(layer.beta, tf.float32),
+                                    tf.cast(layer.gamma, tf.float32), layer.epsilon)
+    return tf.cast(out, x.dtype)
+
+
+def _block_per_image(block, x: tf.Tensor) -> tf.Tensor:
+    x = block.conv(x)
+    if block.norm_layer is not None:
+        x = _normalize_per_image(block.norm_layer, x)
+    return block.act(x)
+
+
+def forward_per_image(generator, x: tf.Tensor) -> tf.Tensor:
+    """`UNetGenerator.call` with each image's own batch-norm statistics and no dropout.
+
+    Equal to calling the generator with `training=True` on each image alone with dropout off,
+    but stateless: the moving averages are neither read nor updated.
+    """
+    skips = []
+    for block in generator.down_blocks:
+        x = _block_per_image(block, x)
+        skips.append(x)
+    for block, skip in zip(generator.up_blocks, reversed(skips[:-1]), strict=True):
+        x = tf.concat([_block_per_image(block, x), tf.cast(skip, x.dtype)], axis=-1)
+    return generator.out_act(generator.last(x))
+
+
+def _generate_fns(model, channels: int) -> tuple[Callable, Callable]:
     spec = tf.TensorSpec([None, None, None, channels], tf.float32)
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    moving = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    per_image = tf.function(lambda x: forward_per_image(model, x), input_signature=[spec])
+    return moving, per_image
 
 
 def _load_keras(path: Path, *, kind: str, cue_sigma: float | None) -> LoadedModel:
-    import keras
-
     # Registers UNetGenerator and its layers with Keras before deserialising.
     from manga_pix2pix.models import UNetGenerator
 
@@ -129,8 +181,10 @@ def _load_keras(path: Path, *, kind: str, cue_sigma: float | None) -> LoadedMode
         )
     if model.output_channels != 3:
         raise UserError(f"{path}: a generator with {model.output_channels} output channels")
+    moving, per_image = _generate_fns(model, model.input_channels)
     return LoadedModel(
-        generate=_generate_fn(model, model.input_channels),
+        generate=moving,
+        generate_per_image=per_image,
         image_size=int(model.image_size),
         uses_cues=bool(model.uses_cues),
         use_cue_mask=model.input_channels == _CHANNELS_WITH_MASK,
@@ -174,10 +228,11 @@ def _load_savedmodel(folder: Path) -> LoadedModel:
     except Exception as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{folder}: cannot load this SavedModel ({message[:200]})") from None
-    if not hasattr(loaded, "generate"):
-        raise UserError(f"{folder}: this SavedModel has no `generate` function")
+    if not (hasattr(loaded, "generate") and hasattr(loaded, "generate_per_image")):
+        raise UserError(f"{folder}: this SavedModel has no `generate` functions")
     return LoadedModel(
         generate=loaded.generate,
+        generate_per_image=loaded.generate_per_image,
         image_size=image_size,
         uses_cues=uses_cues,
         use_cue_mask=use_cue_mask,

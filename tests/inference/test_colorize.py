@@ -196,6 +196,18 @@ def test_cues_steer_the_colours_of_a_trained_model(trained):
     assert means["blue"][2] - means["blue"][0] > 40
 
 
+def test_per_image_norm_stats_are_deterministic_and_differ(trained_run):
+    model = load_model(trained_run)
+    art = line_art(60, 90, seed=6)[:, :, None]
+    per_image = Colorizer(model, norm_stats="image")
+    out = per_image(art)
+    np.testing.assert_array_equal(out, per_image(art))
+    assert out.shape == (60, 90, 3)
+    assert np.abs(out.astype(int) - Colorizer(model)(art)).mean() > 1
+    with pytest.raises(UserError, match="norm stats"):
+        Colorizer(model, norm_stats="dropout")
+
+
 def test_cue_strokes_colour_their_region(trained):
     art = np.full((64, 64, 1), 255, np.uint8)
     strokes = np.zeros((64, 64, 4), np.uint8)

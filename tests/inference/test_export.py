@@ -16,6 +16,7 @@ from inference_helpers import encode, line_art
 
 from manga_pix2pix.cli import main
 from manga_pix2pix.imageio import read_image
+from manga_pix2pix.inference.colorize import Colorizer
 from manga_pix2pix.inference.loading import load_model
 
 # Runs in a fresh interpreter that must not import manga_pix2pix: it decodes the files with
@@ -95,8 +96,10 @@ def test_export_metadata_describes_the_model(exported):
     assert meta["export_format"] == "savedmodel"
 
 
-def test_tflite_matches_the_keras_generator(tiny_run, tmp_path):
-    result = _run("export", tiny_run, "-o", tmp_path / "lite", "--format", "tflite")
+@pytest.mark.parametrize("norm_stats", ["moving", "image"])
+def test_tflite_matches_the_keras_generator(norm_stats, trained_run, tmp_path):
+    result = _run("export", trained_run, "-o", tmp_path / "lite", "--format", "tflite",
+                  "--norm-stats", norm_stats)
     assert result.exit_code == 0, result.output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
@@ -107,9 +110,22 @@ def test_tflite_matches_the_keras_generator(tiny_run, tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 5)).astype(np.float32)
     interpreter.set_tensor(inp["index"], x)
     interpreter.invoke()
-    expected = load_model(tiny_run).keep(x, training=False).numpy()
+    expected = load_model(trained_run).generator(norm_stats)(x).numpy()
     np.testing.assert_allclose(interpreter.get_tensor(outp["index"]), expected, atol=1e-4)
     assert _leftovers(tmp_path) == []
+
+
+def test_savedmodel_can_serve_per_image_statistics(trained_run, tmp_path):
+    result = _run("export", trained_run, "-o", tmp_path / "served", "--norm-stats", "image")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "served" / "manga_pix2pix.json").read_text())[
+        "norm_stats"] == "image"
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    art = line_art(50, 70, seed=9)[:, :, None]
+    cues = np.full((50, 70, 3), (200, 60, 60), np.uint8)
+    colour = served.signatures["serving_default"](sketch=tf.constant(art), cues=tf.constant(cues))
+    expected = Colorizer(load_model(trained_run), norm_stats="image")(art, cues)
+    assert np.abs(colour["colour"].numpy().astype(int) - expected).max() <= 1
 
 
 def test_cue_free_export_serves_only_the_sketch(cue_free_keras, tmp_path):

@@ -109,3 +109,23 @@ def test_every_bad_model_path_is_one_clear_user_error(tmp_path):
         text = str(info.value)
         assert message in text, name
         assert "\n" not in text and str(path) in text, name
+
+
+def test_per_image_statistics_equal_training_mode_on_each_image_alone(trained_run):
+    model = load_model(trained_run)
+    generator = model.keep
+    config = dict(generator.get_config(), dropout=0.0)
+    clone = type(generator).from_config(config)
+    clone.build((None, 32, 32, 5))
+    clone.set_weights(generator.get_weights())
+    x = tf.random.stateless_uniform([2, 32, 64, 5], [5, 6], -1.0, 1.0)
+    expected = np.concatenate([clone(x[i : i + 1], training=True).numpy() for i in range(2)])
+    np.testing.assert_allclose(model.generate_per_image(x).numpy(), expected, atol=1e-5)
+    # Stateless: the moving averages the default mode uses are untouched.
+    before = [v.numpy().copy() for v in generator.non_trainable_variables]
+    model.generate_per_image(x)
+    for old, new in zip(before, generator.non_trainable_variables, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    assert not np.allclose(model.generate(x).numpy(), expected, atol=1e-3)
+    with pytest.raises(UserError, match="norm stats"):
+        model.generator("batch")
