@@ -47,6 +47,16 @@ def write_encoded(path, image: np.ndarray, *params: int) -> None:
         f.write(buf.tobytes())
 
 
+@pytest.fixture
+def write_encoded_file():
+    """The `write_encoded(path, image, *params)` helper.
+
+    A fixture rather than an import: test folders have conftest files of their own, so
+    `import conftest` may find another one.
+    """
+    return write_encoded
+
+
 def _palette_png(image: np.ndarray) -> bytes:
     """Encodes an RGB image with few colours as an 8-bit palette (colour type 3) PNG."""
     import struct

@@ -4,7 +4,6 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_encoded
 
 from manga_pix2pix.cli import main
 from manga_pix2pix.data.cues import gaussian_blur
@@ -12,9 +11,9 @@ from manga_pix2pix.data.sketch import sketch
 
 
 @pytest.fixture
-def colour_file(tmp_path, make_natural_image):
+def colour_file(tmp_path, make_natural_image, write_encoded_file):
     path = tmp_path / "colour.png"
-    write_encoded(path, make_natural_image(0, 37, 53))
+    write_encoded_file(path, make_natural_image(0, 37, 53))
     return path
 
 

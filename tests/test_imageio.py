@@ -6,7 +6,6 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from conftest import write_encoded
 
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import (
@@ -75,24 +74,24 @@ def test_empty_missing_directory_and_text(tmp_path):
     assert MAX_PIXELS >= 4096 * 4096
 
 
-def test_formats_decode_to_rgb(tmp_path, make_natural_image):
+def test_formats_decode_to_rgb(tmp_path, make_natural_image, write_encoded_file):
     image = make_natural_image(2, 24, 40)
-    write_encoded(tmp_path / "a.png", image)
+    write_encoded_file(tmp_path / "a.png", image)
     np.testing.assert_array_equal(read_image(tmp_path / "a.png"), image)
-    write_encoded(tmp_path / "g.png", image[..., 0])
+    write_encoded_file(tmp_path / "g.png", image[..., 0])
     gray = read_image(tmp_path / "g.png")
     assert gray.shape == (24, 40, 3)
     np.testing.assert_array_equal(gray[..., 2], image[..., 0])
     deep = image.astype(np.uint16) * 257
-    write_encoded(tmp_path / "d.png", deep)
+    write_encoded_file(tmp_path / "d.png", deep)
     np.testing.assert_array_equal(read_image(tmp_path / "d.png"), image)
 
 
-def test_alpha_is_kept_or_composited_on_white(tmp_path, make_natural_image):
+def test_alpha_is_kept_or_composited_on_white(tmp_path, make_natural_image, write_encoded_file):
     rgb = make_natural_image(3, 16, 16)
     alpha = np.zeros((16, 16), np.uint8)
     alpha[:, 8:] = 255
-    write_encoded(tmp_path / "a.png", np.dstack([rgb, alpha]))
+    write_encoded_file(tmp_path / "a.png", np.dstack([rgb, alpha]))
     kept = read_image(tmp_path / "a.png", keep_alpha=True)
     assert kept.shape == (16, 16, 4)
     np.testing.assert_array_equal(kept[..., 3], alpha)

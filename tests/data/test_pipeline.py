@@ -78,10 +78,8 @@ def test_folder_crop_top_keeps_the_top_of_a_portrait(mixed_image_folder):
     np.testing.assert_array_equal(center["image"], original[14:50])
 
 
-def test_folder_skips_a_broken_file_with_a_warning(tmp_path, caplog):
-    from conftest import write_encoded
-
-    write_encoded(tmp_path / "good.png", synthetic_image(0, 24))
+def test_folder_skips_a_broken_file_with_a_warning(tmp_path, caplog, write_encoded_file):
+    write_encoded_file(tmp_path / "good.png", synthetic_image(0, 24))
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     with caplog.at_level(logging.WARNING):
         examples = batches(load_images(str(tmp_path), image_size=16))
