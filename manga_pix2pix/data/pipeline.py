@@ -237,7 +237,8 @@ def load_images(
         image_size: the side `S` of the square images yielded.
         crop: how a non-square image is cropped after its short side is resized to `S`:
             `"center"` or `"top"`.
-        seed: the synthetic source draws `synthetic_image(seed + i)` for image `i`.
+        seed: the synthetic source draws `synthetic_image(seed + i)` for image `i`; also keys
+            `shuffle_files`.
         synthetic_count: how many synthetic images.
         shuffle_files: read a folder's files, or a TFDS dataset's shards, in an order shuffled
             by `seed` (and reshuffled on each pass) rather than in name order; training uses
