@@ -175,6 +175,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as err:
         raise UserError(f"{path}: cannot write ({err.strerror})") from None
     os.close(fd)
+    # mkstemp creates the file private (0600); give it the mode a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
