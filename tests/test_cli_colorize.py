@@ -99,6 +99,9 @@ def test_one_sketch_gives_one_png_at_its_size(models, tmp_path):
     _ok(_colorize(sketch, "--model", models["run"], "-o", tmp_path / "colour.png"))
     out = read_image(tmp_path / "colour.png")
     assert out.shape == (97, 141, 3)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "colour.png").stat().st_mode & 0o777 == 0o666 & ~umask
     # An existing folder as -o receives <name>.png.
     (tmp_path / "outdir").mkdir()
     _ok(_colorize(sketch, "--model", models["run"], "-o", tmp_path / "outdir", "--no-cues"))
