@@ -28,6 +28,10 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 #: Largest image accepted, in pixels (about 8192 x 8192).
 MAX_PIXELS = 64 * 1024 * 1024
 
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -176,9 +180,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise UserError(f"{path}: cannot write ({err.strerror})") from None
     os.close(fd)
     # mkstemp creates the file private (0600); give it the mode a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
