@@ -450,7 +450,8 @@ class Trainer:
         with writer.as_default(step=step):
             for name, value in losses.items():
                 _scalar_summary(f"loss/{name}", value)
-            _scalar_summary("learning_rate", float(train_step.g_optimizer.learning_rate))
+            lr = keras.ops.convert_to_numpy(train_step.g_optimizer.learning_rate)
+            _scalar_summary("learning_rate", float(lr))
 
     def _preview(self, writer, epoch, step, data) -> None:
         grid = preview_grid(self.generator, data.preview, self.config.model.use_cue_mask)

@@ -114,6 +114,12 @@ class TrainStep:
         self.l1_weight = l1_weight
         self.use_cue_mask = use_cue_mask
         self.step = step
+        # Batch-norm moving statistics are updated by each replica from its own examples;
+        # averaged after every step they stay identical on all replicas and workers.
+        self._replica_averaged = [
+            v for v in generator.non_trainable_variables + discriminator.non_trainable_variables
+            if v.dtype in ("float16", "bfloat16", "float32", "float64")
+        ]
         # Under XLA only the gradient computation is compiled: the optimiser update under a
         # mirrored strategy all-reduces across replicas, which XLA cannot contain on CPU/GPU.
         self._gradients = tf.function(self._compute_gradients, jit_compile=True) if xla else (
@@ -167,6 +173,13 @@ class TrainStep:
         #    by the global batch); the loss-scale optimiser unscales them first.
         self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
         self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        if self.strategy.num_replicas_in_sync > 1 and self._replica_averaged:
+            context = tf.distribute.get_replica_context()
+            means = context.all_reduce(
+                tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in self._replica_averaged]
+            )
+            for variable, mean in zip(self._replica_averaged, means):
+                variable.assign(mean)
         return losses
 
     def _distributed_step(self, distributed_batch):
