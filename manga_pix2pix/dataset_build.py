@@ -14,8 +14,10 @@ them. A data dir holds one source's posts (ids from different sources would clas
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import io
 import logging
 import math
 import os
@@ -118,8 +120,10 @@ def _make_source(options: BuildOptions):
         HttpClient,
         SafebooruSource,
         SyntheticSource,
+        danbooru,
+        html,
+        safebooru,
     )
-    from tfds_danbooru.scrape import danbooru, html, safebooru
 
     if options.source == "synthetic":
         return SyntheticSource(options.image_size, options.busy_fraction)
@@ -175,10 +179,14 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
         compute_stats=tfds.download.ComputeStatsMode.SKIP,
         try_download_gcs=False,
     )
+    quiet = contextlib.nullcontext()
     if not progress_bars:
         tfds.disable_progress_bar()
+        # TFDS prints its "Downloading and preparing" banners to stdout.
+        quiet = contextlib.redirect_stdout(io.StringIO())
     try:
-        builder.download_and_prepare(download_config=download_config)
+        with quiet:
+            builder.download_and_prepare(download_config=download_config)
     except (OSError, tf.errors.OpError) as err:
         if _disk_full_error(err):
             raise UserError(f"the disk is full: cannot write the dataset in {data_dir}") from None
@@ -294,10 +302,12 @@ def build_dataset(options: BuildOptions,
 def format_report(report: BuildReport) -> list[str]:
     """The end-of-run summary, one line per fact."""
     stats = report.stats
+    recovered = ""
+    if stats.recovered:
+        recovered = f" ({stats.recovered} of them left by an interrupted run)"
     lines = [
-        f"posts seen: {stats.seen}; fetched: {stats.fetched}; kept: {stats.kept} new "
-        f"({stats.recovered} recovered), {stats.cached} already there; "
-        f"{stats.total} images in the dataset",
+        f"posts seen: {stats.seen}; fetched: {stats.fetched}; kept: {stats.kept} new{recovered}, "
+        f"{stats.cached} already there; {stats.total} images in the dataset",
     ]
     if stats.skipped:
         lines.append("skipped: " + ", ".join(f"{reason} {n}"

@@ -8,7 +8,8 @@ Per-file faults (`FakePost.fault`):
     "slow_once": the first request gets no answer for `slow_seconds`, then the connection drops.
     "broken_once": the first answer announces the full length but stops half-way.
 The server counts requests per path (`requests`) and image bodies sent in full (`completed`).
-`stall_after=N` makes every image request after the N-th full body hang until `release()`.
+`stall_after=N` makes every image request after the N-th full body hang until `release()`, then
+drop the connection unanswered (`stalled` counts them).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def standard_posts() -> list[FakePost]:
         FakePost(115, png(7), "/data/115.png", fault="broken_once"),
         FakePost(114, truncated_full[: len(truncated_full) // 2], "/data/114.png",
                  md5=hashlib.md5(truncated_full).hexdigest(), valid=False),
-        FakePost(113, b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "/data/113.png",
-                 valid=False),
+        FakePost(113, png(17)[:41] + bytes(range(256)) * 4, "/data/113.png",
+                 valid=False),  # a PNG header, then garbage
         FakePost(112, original, "/data/112.png", valid=False),  # the same file as 120
         FakePost(111, None, None, valid=False),  # no file URL
         FakePost(110, png(8), "/x.png", file_url="../../x.png"),  # hostile name
@@ -148,6 +149,7 @@ class BooruServer:
         self.deep_limit = deep_limit
         self.requests: collections.Counter = collections.Counter()
         self.completed: collections.Counter = collections.Counter()
+        self.stalled = 0
         self.queries: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -349,7 +351,11 @@ class BooruServer:
             def image(self, post, count):
                 if server.stall_after is not None and \
                         server.images_completed() >= server.stall_after:
+                    with server._lock:
+                        server.stalled += 1
                     server._release.wait(60)
+                    self.close_connection = True  # the client is gone: answer nothing
+                    return None
                 first = count == 1
                 if post.fault == "500_once" and first:
                     return self.send(500, b"oops")

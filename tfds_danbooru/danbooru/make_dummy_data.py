@@ -62,4 +62,5 @@ def make_dummy_data(output: Path) -> None:
 
 
 if __name__ == "__main__":
-    make_dummy_data(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "dummy_data")
+    default = Path(__file__).parent / "dummy_data"
+    make_dummy_data(Path(sys.argv[1]) if len(sys.argv) > 1 else default)

@@ -209,6 +209,7 @@ class _Collector:
         self.progress(stats.total)
         if self.max_images is not None and stats.total >= self.max_images:
             stats.stopped_at_max = True
+            stats.cached = stats.total
             return stats
         for post in self.source.iter_posts():
             if self.max_images is not None and stats.total >= self.max_images:
@@ -382,7 +383,8 @@ def lock_manual_dir(manual_dir: Path):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise UserError(f"{manual_dir}: another build is writing to it; wait for it to end")
+        raise UserError(
+            f"{manual_dir}: another build is writing to it; wait for it to end") from None
     return handle
 
 
