@@ -67,10 +67,12 @@ class EvaluatedModel:
     """A generator to evaluate, and what its run directory says about how it was trained.
 
     Attributes:
+        path: the model path as given.
         loaded: the generator, as inference loads it.
         config: the run's config.json, when there is one next to the model.
     """
 
+    path: Path
     loaded: LoadedModel
     config: Config | None
 
@@ -94,7 +96,7 @@ def load_model(path: str | Path) -> EvaluatedModel:
             config = Config.from_dict(json.loads(config_file.read_text(encoding="utf-8")))
         except (OSError, ValueError) as err:
             raise UserError(f"{config_file}: cannot read the run config ({err})") from None
-    return EvaluatedModel(loaded=loaded, config=config)
+    return EvaluatedModel(path=path, loaded=loaded, config=config)
 
 
 @dataclass
@@ -120,21 +122,26 @@ def _tfds_source(data, data_dir, split, train_split, image_size, max_images) -> 
         total = None
     features = builder.info.features
     has_tags = "tags" in features
+    stored_size = tuple(features["image"].shape[:2])
 
     def train_examples():
-        try:
-            ds = builder.as_dataset(
-                split=train_split, decoders={"image": tfds.decode.SkipDecoding()}
-            )
-        except (ValueError, KeyError) as err:
-            raise UserError(
-                f"{data}: cannot read the training split {train_split!r}: {err}"
-            ) from None
-        out = []
-        for ex in ds.as_numpy_iterator():
-            complexity = float(ex["complexity"]) if "complexity" in ex else None
-            out.append(([t.decode() for t in ex["tags"]], complexity))
-        return out
+        # The trainer filters by the complexity at the model's size: the stored one where the
+        # sizes agree (read without decoding a pixel), else computed again here.
+        if "complexity" in features and stored_size == (image_size, image_size):
+            try:
+                ds = builder.as_dataset(
+                    split=train_split, decoders={"image": tfds.decode.SkipDecoding()}
+                )
+            except (ValueError, KeyError) as err:
+                raise UserError(
+                    f"{data}: cannot read the training split {train_split!r}: {err}"
+                ) from None
+        else:
+            ds = load_images(data, data_dir=data_dir, split=train_split, image_size=image_size)
+        return [
+            ([t.decode() for t in ex["tags"]], float(ex["complexity"]))
+            for ex in ds.as_numpy_iterator()
+        ]
 
     if max_images is not None:
         images = images.take(max_images)
@@ -434,7 +441,7 @@ def evaluate(
                 "No images: no held-out image shares a character tag with the training set."
             )
     info = {
-        "model": loaded.source,
+        "model": str(model.path),
         "image_size": size,
         "uses_cues": loaded.uses_cues,
         "data": data,

@@ -5,10 +5,13 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
+from click.testing import CliRunner
 
+from manga_pix2pix.cli import main
 from manga_pix2pix.config import preset
 from manga_pix2pix.data.cues import NO_CUES, gaussian_blur
-from manga_pix2pix.data.pipeline import prepare_example
+from manga_pix2pix.data.pipeline import prepare_example, resize_and_crop
 from manga_pix2pix.data.sketch import image_complexity
 from manga_pix2pix.data.synthetic import character_of, synthetic_image
 from manga_pix2pix.errors import UserError
@@ -21,11 +24,12 @@ TRAIN_COUNT = 6  # few training images, so that some characters are unseen
 TEST_COUNT = 24
 
 
-def make_run(path, uses_cues=True):
+def make_run(path, uses_cues=True, image_size=32, ceiling=CEILING):
     """A run directory with an untrained smoke generator and its config."""
     config = preset("smoke")
+    config.model.image_size = image_size
     config.data.synthetic_count = TRAIN_COUNT
-    config.data.complexity_ceiling = CEILING
+    config.data.complexity_ceiling = ceiling
     config.data.no_cues = not uses_cues
     generator, _ = build_models(config.model, uses_cues=uses_cues)
     path.mkdir()
@@ -182,3 +186,56 @@ def test_bad_input_is_a_user_error(run_dir, tmp_path):
     with pytest.raises(UserError, match="bad.keras"):
         ev.load_model(bad)
     assert not (tmp_path / "out").exists()
+
+
+DATASET = "danbooru/64-test30"
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    """A `danbooru` TFDS dataset of 30 synthetic 64-px images, 30 % of them busy."""
+    data_dir = tmp_path_factory.mktemp("tfds")
+    result = CliRunner().invoke(main, [
+        "build-dataset", "--source", "synthetic", "--max-images", "30", "--image-size", "64",
+        "--test-fraction", "0.3", "--busy-fraction", "0.3", "--data-dir", str(data_dir), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    return data_dir
+
+
+def tags_and_complexity(data_dir, split, size):
+    """(character tag, complexity at `size`) of each image of a split, read with TFDS itself."""
+    out = []
+    for ex in tfds.load(DATASET, data_dir=str(data_dir), split=split).as_numpy_iterator():
+        tags = [t.decode() for t in ex["tags"]]
+        (character,) = [t for t in tags if t.startswith("character_")]
+        image = resize_and_crop(ex["image"], size)
+        out.append((character, float(image_complexity(image))))
+    return out
+
+
+# 64: the stored complexity is the model's; 32: it is computed again at the model's size.
+@pytest.mark.parametrize("size", [64, 32])
+def test_tfds_task_split_follows_the_definitions(tfds_dir, tmp_path, size):
+    ceiling = 30.0
+    report = ev.evaluate(
+        ev.load_model(make_run(tmp_path / "run", image_size=size, ceiling=ceiling)),
+        DATASET, data_dir=str(tfds_dir), output_dir=tmp_path / "out",
+    )
+    train = tags_and_complexity(tfds_dir, "train", size)
+    test = tags_and_complexity(tfds_dir, "test", size)
+    seen = {character for character, c in train if c <= ceiling}
+    expected = {"all": len(test), "color": 0, "transfer": 0, "interpolation": 0}
+    for character, c in test:
+        task = "interpolation" if c >= 1.2 * ceiling else (
+            "color" if character in seen else "transfer")
+        expected[task] += 1
+    assert report.counts == expected
+    assert report.info["training_characters"] == sorted(seen)
+    assert expected["interpolation"] > 0 and expected["color"] > 0
+    assert set(report.figures) == {t for t in ev.tasks.TASKS if expected[t]}
+
+
+def test_a_missing_tfds_split_is_a_user_error(tfds_dir, run_dir):
+    with pytest.raises(UserError, match="validation"):
+        ev.evaluate(ev.load_model(run_dir), DATASET, data_dir=str(tfds_dir), split="validation")
