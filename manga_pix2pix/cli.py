@@ -36,7 +36,9 @@ def _start_tensorflow_quietly() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
-        tf.zeros([1])
+        # A multi-worker strategy must configure the runtime before it starts.
+        if "TF_CONFIG" not in os.environ:
+            tf.zeros([1])
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -381,6 +383,87 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
     if not quiet:
         for line in dataset_build.format_report(report):
             click.echo(line)
+
+
+@main.command()
+@click.option("--data", "source", default="synthetic", show_default=True,
+              help="'synthetic', a folder of images, or a TFDS name such as 'danbooru'.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="The TFDS data folder (for a TFDS --data).")
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="Where the run lives; run the same command again to resume it.")
+@click.option("--preset", "preset_name", type=click.Choice(["paper", "small", "smoke"]),
+              default="paper", show_default=True,
+              help="paper: the paper's networks at 256 px; small: 128 px, a quarter of the "
+                   "width (trainable on a CPU); smoke: seconds, to try the flow.")
+@click.option("--no-cues", is_flag=True, default=None,
+              help="Train the paper's cue-free model (cues always withheld).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Passes over the training images [default: the preset's].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Train steps in all (instead of --epochs).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Global batch size, split over replicas [default: the preset's].")
+@click.option("--image-size", type=click.IntRange(min=32, max=1024), default=None,
+              help="Training image side, a power of two [default: the preset's].")
+@click.option("--norm", type=click.Choice(["batch", "instance"]), default=None,
+              help="Normalisation: batch (paper) or instance (large batches, many replicas).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate for both networks [default: 2e-4].")
+@click.option("--lr-decay", type=click.Choice(["constant", "linear"]), default=None,
+              help="linear: decay to 0 over the second half of training [default: constant].")
+@click.option("--complexity-ceiling", type=click.FloatRange(min=0, max=100), default=None,
+              help="Keep images whose sketch has at most this percent of line pixels "
+                   "[default: 40].")
+@click.option("--holdout-fraction", type=click.FloatRange(min=0, max=1, max_open=True),
+              default=None, help="Share of the images held out of training (for previews "
+                                 "and evaluation) [default: 0].")
+@click.option("--synthetic-count", type=click.IntRange(min=1), default=None,
+              help="How many images the synthetic source draws [default: the preset's].")
+@click.option("--init-from", type=click.Path(exists=True), default=None,
+              help="Start a new run from the weights of another run directory or a .keras "
+                   "generator (ignored when --run-dir already has a checkpoint).")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker",
+                                               "tpu"]),
+              default=None, help="auto: TPU if --tpu, all GPUs if several, else one device; "
+                                 "multi-worker reads TF_CONFIG [default: auto].")
+@click.option("--tpu", default=None, help="TPU name or grpc:// address.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
+              default=None, help="Compute precision [default: float32].")
+@click.option("--xla", is_flag=True, default=None, help="Compile the step with XLA.")
+@click.option("--seed", type=int, default=None,
+              help="Seeds weights, data order, augmentation, cue masks and dropout [default: 0].")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+              help="Save a checkpoint every this many steps (and at the end).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@user_errors
+def train(run_dir, preset_name, init_from, quiet, **options):
+    """Train the pix2pix colouriser, or resume a run.
+
+    Writes RUN/config.json, checkpoints/, logs/ (TensorBoard), previews/
+    (sketch | cues | output | truth per epoch), and at the end generator.keras
+    and train_summary.json. Running the same command again resumes exactly
+    where the run stopped; Ctrl-C saves a checkpoint first.
+
+    Example:
+
+        manga-pix2pix train --data synthetic --preset smoke --run-dir demo-run
+
+        manga-pix2pix train --data images/ --holdout-fraction 0.1 --preset small --run-dir run
+
+        manga-pix2pix train --data danbooru --data-dir data --no-cues --run-dir run-no-cues
+    """
+    from manga_pix2pix.training import loop
+
+    if options["epochs"] is not None and options["steps"] is not None:
+        raise click.UsageError("give --epochs or --steps, not both")
+    config = loop.build_config(preset_name, **options)
+    summary = loop.train(config, run_dir, init_from=init_from, quiet=quiet)
+    if not quiet:
+        rate = summary["images_per_second"]
+        speed = f", {rate:.1f} images/s" if rate else ""
+        click.echo(f"trained to step {summary['steps']} ({summary['epochs']:g} epochs{speed}); "
+                   f"generator: {os.path.join(run_dir, loop.GENERATOR_FILE)}")
 
 
 # -- commands end --

@@ -484,6 +484,46 @@ def _ckpt_step(manager: tf.train.CheckpointManager) -> int | None:
     return int(latest.rsplit("-", 1)[1]) if latest else None
 
 
+#: Where each `build_config` override goes.
+_OVERRIDES = {
+    "image_size": "model", "base_filters": "model", "norm": "model",
+    "source": "data", "data_dir": "data", "no_cues": "data", "complexity_ceiling": "data",
+    "holdout_fraction": "data", "synthetic_count": "data",
+    "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",
+    "lr_decay": "train", "seed": "train", "precision": "train", "xla": "train",
+    "strategy": "train", "tpu": "train", "checkpoint_every": "train",
+}
+
+
+def build_config(preset_name: str, **overrides: Any) -> Config:
+    """A preset with command-line overrides applied (None leaves the preset's value).
+
+    A folder `source` is stored as an absolute path, so the run's config names it wherever
+    the run is resumed or evaluated from.
+
+    Raises:
+        UserError: an unknown preset, or a value the config refuses (e.g. an image size
+            that is not a power of two).
+    """
+    from manga_pix2pix.config import preset
+
+    config = preset(preset_name).to_dict()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in _OVERRIDES:
+            raise TypeError(f"build_config: unknown option {key!r}")
+        if key == "source" and Path(value).expanduser().is_dir():
+            value = str(Path(value).expanduser().resolve())
+        config[_OVERRIDES[key]][key] = value
+    if overrides.get("steps") is None and overrides.get("epochs") is not None:
+        config["train"]["steps"] = None
+    try:
+        return Config.from_dict(config)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 def train(config: Config, run_dir: str | os.PathLike, *,
           init_from: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, Any]:
     """Trains or resumes the run in `run_dir`; see `Trainer`. Returns the summary."""
