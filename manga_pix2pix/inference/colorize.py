@@ -41,8 +41,8 @@ to the sketch's own size with its own lines on top:
 Everything above is TensorFlow ops on dynamic shapes, so the same function runs eagerly, in a
 `tf.function` and inside the exported SavedModel.
 
-Value ranges: sketch and cue images are uint8 `[H, W, C]` with C = 1 (gray), 3 (RGB) or 4
-(RGBA); the result is uint8 RGB `[H, W, 3]` at the sketch's size.
+Value ranges: sketch and cue images are uint8 `[H, W, C]` with C = 1 (gray), 2 (gray + alpha),
+3 (RGB) or 4 (RGBA); the result is uint8 RGB `[H, W, 3]` at the sketch's size.
 """
 
 from __future__ import annotations
@@ -100,45 +100,41 @@ def _as_float(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32) / 255.0
 
 
-def to_rgb_on_white(image: tf.Tensor) -> tf.Tensor:
-    """uint8 gray, RGB or RGBA `[H, W, C]` -> uint8 RGB, transparency composited on white.
-
-    The composite is rounded like `manga_pix2pix.imageio.decode_image`'s.
-    """
+def _split_alpha(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """uint8 gray, gray + alpha, RGB or RGBA `[H, W, C]` -> (RGB, alpha), both uint8."""
     image = tf.convert_to_tensor(image)
     channels = tf.shape(image)[-1]
+    opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
 
     def gray():
         return tf.tile(image[..., :1], [1, 1, 3])
 
-    def rgba():
-        x = tf.cast(image, tf.float32)
-        alpha = x[..., 3:4] / 255.0
-        return tf.cast(tf.round(x[..., :3] * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
-
-    out = tf.case(
-        [(tf.equal(channels, 1), gray), (tf.equal(channels, 4), rgba)],
-        default=lambda: image[..., :3],
+    rgb = tf.case(
+        [(channels <= 2, gray)], default=lambda: image[..., :3], exclusive=True
+    )
+    alpha = tf.case(
+        [(tf.equal(channels, 2), lambda: image[..., 1:2]),
+         (tf.equal(channels, 4), lambda: image[..., 3:4])],
+        default=lambda: opaque,
         exclusive=True,
     )
-    return tf.ensure_shape(out, [None, None, 3])
+    return tf.ensure_shape(rgb, [None, None, 3]), tf.ensure_shape(alpha, [None, None, 1])
+
+
+def to_rgb_on_white(image: tf.Tensor) -> tf.Tensor:
+    """uint8 gray, gray + alpha, RGB or RGBA `[H, W, C]` -> uint8 RGB, composited on white.
+
+    The composite is rounded like `manga_pix2pix.imageio.decode_image`'s.
+    """
+    rgb, alpha = _split_alpha(image)
+    a = tf.cast(alpha, tf.float32) / 255.0
+    return tf.cast(tf.round(tf.cast(rgb, tf.float32) * a + 255.0 * (1.0 - a)), tf.uint8)
 
 
 def to_rgba(image: tf.Tensor) -> tf.Tensor:
-    """uint8 gray, RGB or RGBA `[H, W, C]` -> uint8 RGBA (opaque where there was no alpha)."""
-    image = tf.convert_to_tensor(image)
-    channels = tf.shape(image)[-1]
-    opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
-    out = tf.case(
-        [
-            (tf.equal(channels, 1), lambda: tf.concat([tf.tile(image[..., :1], [1, 1, 3]),
-                                                       opaque], -1)),
-            (tf.equal(channels, 3), lambda: tf.concat([image[..., :3], opaque], -1)),
-        ],
-        default=lambda: image[..., :4],
-        exclusive=True,
-    )
-    return tf.ensure_shape(out, [None, None, 4])
+    """uint8 gray, gray + alpha, RGB or RGBA `[H, W, C]` -> uint8 RGBA (opaque if no alpha)."""
+    rgb, alpha = _split_alpha(image)
+    return tf.concat([rgb, alpha], axis=-1)
 
 
 def work_geometry(
@@ -242,8 +238,8 @@ def colorize_tensor(
 
     Args:
         generate: the generator, float `[1, H', W', C]` -> `[1, H', W', 3]`, in [-1, 1].
-        sketch: uint8 `[H, W, 1|3|4]` line art.
-        cues: uint8 `[h, w, 1|3|4]` cue image, or None for no cues.
+        sketch: uint8 `[H, W, 1|2|3|4]` line art.
+        cues: uint8 `[h, w, 1|2|3|4]` cue image, or None for no cues.
         settings: the model's size, its inputs and the work size.
 
     Returns:
@@ -309,7 +305,7 @@ class Colorizer:
         )
 
     def __call__(self, sketch: np.ndarray, cues: np.ndarray | None = None) -> np.ndarray:
-        """Colours a uint8 sketch `[H, W, 1|3|4]` with optional cues; returns uint8 `[H, W, 3]`.
+        """Colours a uint8 sketch `[H, W, 1-4]` with optional cues; returns uint8 `[H, W, 3]`.
 
         Raises:
             UserError: cues given to a model trained without cues.
@@ -329,8 +325,8 @@ def _check_image(image: np.ndarray, name: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"{name}: expected uint8 [H, W, 1|3|4], got {image.dtype} {image.shape}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{name}: expected uint8 [H, W, 1-4], got {image.dtype} {image.shape}")
     return image
 
 

@@ -15,10 +15,11 @@ The serving functions use the batch-norm statistics chosen at export (`--norm-st
 in `manga_pix2pix.json`); `generate` uses the moving averages and `generate_per_image` each
 image's own statistics.
 
-`sketch` is uint8 `[H, W, C]` or a batch `[N, H, W, C]` with C = 1 (gray), 3 (RGB) or 4 (RGBA,
-composited on white); `cues` is uint8 `[h, w, C]` (or `[N, h, w, C]`, or one cue image for the
-whole batch), any size (stretched to the sketch); an opaque cue image is a full cue layer,
-one with alpha gives strokes where alpha > 0 (a fully transparent one means no cues).
+`sketch` is uint8 `[H, W, C]` or a batch `[N, H, W, C]` with C = 1 (gray), 2 (gray + alpha),
+3 (RGB) or 4 (RGBA); transparency is composited on white. `cues` is uint8 `[h, w, C]` (or
+`[N, h, w, C]`, or one cue image for the whole batch), any size (stretched to the sketch); an
+opaque cue image is a full cue layer, one with alpha gives strokes where alpha > 0 (a fully
+transparent one means no cues).
 `colour` is uint8 RGB at the sketch's size and rank.
 
 TFLite (`--format tflite`): `DIR/generator.tflite` is the bare generator at a fixed size, the

@@ -20,6 +20,8 @@ from manga_pix2pix.inference.colorize import (
     line_layer,
     model_cues,
     model_sketch,
+    to_rgb_on_white,
+    to_rgba,
     work_geometry,
 )
 from manga_pix2pix.inference.loading import load_model
@@ -242,3 +244,16 @@ def test_a_larger_work_size_still_gives_the_input_size(tiny_run):
     assert not np.array_equal(default, larger)
     with pytest.raises(UserError, match="work-size"):
         Colorizer(model, work_size=4)
+
+
+def test_every_channel_layout_is_understood():
+    gray = np.array([[[10], [200]]], np.uint8)
+    gray_alpha = np.array([[[10, 255], [10, 0]]], np.uint8)
+    rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0]]], np.uint8)
+    np.testing.assert_array_equal(to_rgb_on_white(gray).numpy(), [[[10] * 3, [200] * 3]])
+    np.testing.assert_array_equal(to_rgb_on_white(gray_alpha).numpy(), [[[10] * 3, [255] * 3]])
+    np.testing.assert_array_equal(to_rgb_on_white(rgba).numpy(), [[[10, 20, 30], [255] * 3]])
+    np.testing.assert_array_equal(to_rgba(gray_alpha).numpy(), [[[10, 10, 10, 255],
+                                                                 [10, 10, 10, 0]]])
+    np.testing.assert_array_equal(to_rgba(gray).numpy()[..., 3], [[255, 255]])
+    np.testing.assert_array_equal(to_rgba(rgba).numpy(), rgba)
