@@ -23,12 +23,16 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import write_image
+
+if TYPE_CHECKING:
+    from tfds_danbooru.scrape import CollectStats
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,7 @@ class BuildReport:
         histogram: the histogram PNG.
     """
 
-    stats: object
+    stats: CollectStats
     dataset: str
     data_dir: Path
     manual_dir: Path

@@ -18,7 +18,7 @@ from tfds_danbooru.scrape import (
     SyntheticSource,
     collect,
 )
-from tfds_danbooru.scrape.cache import file_ext, is_animated
+from tfds_danbooru.scrape.cache import file_ext, is_animated, lock_manual_dir
 
 
 def client(url) -> HttpClient:
@@ -177,6 +177,17 @@ def test_synthetic_source_mixes_in_busy_images(tmp_path):
     assert 4 <= len(busy) <= 20
     assert all(source.detail(r.id) == 3.0 for r in busy)
     assert all(r.rating == "g" and r.source == "synthetic" for r in rows)
+
+
+def test_one_build_at_a_time_per_manual_dir(tmp_path):
+    lock = lock_manual_dir(tmp_path)
+    try:
+        with pytest.raises(UserError, match="another build is writing to it"):
+            collect(SyntheticSource(32), tmp_path, filters=Filters(ratings=None), max_images=1)
+    finally:
+        lock.close()
+    assert collect(SyntheticSource(32), tmp_path, filters=Filters(ratings=None),
+                   max_images=1).total == 1
 
 
 def test_file_checks():

@@ -7,7 +7,7 @@ from fake_booru import FakePost, png
 
 from manga_pix2pix.errors import UserError
 from tfds_danbooru.scrape import DanbooruSource, HtmlSource, HttpClient, SafebooruSource
-from tfds_danbooru.scrape.posts import as_id, as_md5, as_rating, resolve_url
+from tfds_danbooru.scrape.posts import as_id, as_md5, as_rating, as_tags, resolve_url
 from tfds_danbooru.scrape.safebooru import parse_page
 
 
@@ -113,8 +113,12 @@ def test_field_validation():
     assert as_id(0) is None and as_id(2**70) is None and as_id("１２") is None
     assert as_md5("A" * 32) == "a" * 32 and as_md5("../../etc") is None
     assert as_rating("General") == "g" and as_rating("safe") == "s" and as_rating(3) == ""
+    # JSON may carry lone surrogates; they could not be stored or packed.
+    assert as_tags("solo bad\ud800tag  x") == ("solo", "x")
+    assert as_tags(["a", 3, None, "b\x00"]) == ("a",)
     base = "http://127.0.0.1:9/"
     assert resolve_url("//cdn.example.org/a.png", base) == "http://cdn.example.org/a.png"
     assert resolve_url("javascript:alert(1)", base) is None
     assert resolve_url("file:///etc/passwd", base) is None
     assert resolve_url(["x"], base) is None
+    assert resolve_url("/a\udc80.png", base) is None

@@ -442,7 +442,8 @@ def collect(
     finally:
         lock.close()
     if stats.seen == 0 and not stats.stopped_at_max:
-        raise UserError("no posts match the search; check the tags (and the --base-url)")
+        raise UserError(
+            "no posts match the search; check the tags, the ratings (--rating) and --base-url")
     if stats.total == 0:
         reasons = ", ".join(f"{n} {r}" for r, n in stats.skipped.most_common()) or "none"
         hint = ""

@@ -204,6 +204,10 @@ class HttpClient:
         except (requests.exceptions.InvalidURL, requests.exceptions.TooManyRedirects,
                 requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as err:
             raise FetchError(url, "bad_url", str(err)) from None
+        except requests.RequestException as err:
+            # Anything else requests reports (a malformed answer, a bad header) is the
+            # server's trouble: worth another try later.
+            raise _Retry(FetchError(url, "bad_answer", str(err)[:200], transient=True)) from None
 
 
 class _Retry(Exception):

@@ -120,6 +120,15 @@ def as_rating(value) -> str:
     return _RATING_WORDS.get(value.strip().lower(), "")
 
 
+def _is_text(value: str) -> bool:
+    """Whether a string is printable and encodes as UTF-8 (JSON allows lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
+
+
 def as_tags(value) -> tuple[str, ...]:
     """Tags from a space-separated string (or a list of strings); junk is dropped."""
     if isinstance(value, str):
@@ -128,7 +137,7 @@ def as_tags(value) -> tuple[str, ...]:
         items = [v for v in value if isinstance(v, str)]
     else:
         return ()
-    return tuple(t for t in (s.strip() for s in items) if t and len(t) <= 200)
+    return tuple(t for t in (s.strip() for s in items) if t and len(t) <= 200 and _is_text(t))
 
 
 def as_ext(value) -> str | None:
@@ -153,6 +162,8 @@ def resolve_url(value, base_url: str) -> str | None:
         The absolute URL, or None unless it is http(s) with a host.
     """
     if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+        return None
+    if not _is_text(value):
         return None
     url = urljoin(base_url, value.strip())
     parts = urlsplit(url)
