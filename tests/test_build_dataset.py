@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from click.testing import CliRunner
 
 from manga_pix2pix.cli import main
+from manga_pix2pix.data.pipeline import load_images
 from manga_pix2pix.data.synthetic import synthetic_image
 from manga_pix2pix.dataset_build import complexity_histogram, manual_dir_of
 from manga_pix2pix.imageio import encode_image, read_image
@@ -53,6 +54,17 @@ def test_synthetic_build_with_busy_images_then_a_rerun(tmp_path):
     assert again.exit_code == 0, again.output
     assert "kept: 6 new, 24 already there; 30 images in the dataset" in again.output
     assert len(list(tfds.load("danbooru/64", data_dir=str(data_dir), split="train+test"))) == 30
+
+
+def test_default_config_is_what_tfds_load_and_the_pipeline_read(tmp_path):
+    result = run("--source", "synthetic", "--max-images", "3", "--data-dir", str(tmp_path),
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    examples = list(tfds.load("danbooru", data_dir=str(tmp_path), split="train"))
+    assert len(examples) == 2 and examples[0]["image"].shape == (256, 256, 3)
+    ds = load_images("danbooru", data_dir=str(tmp_path), split="test", image_size=256)
+    (example,) = list(ds)
+    assert example["image"].shape == (256, 256, 3) and example["tags"].shape[0] == 3
 
 
 @pytest.fixture
