@@ -88,6 +88,11 @@ def test_savedmodel_serves_uint8_images_like_colorize_without_our_code(
     assert served["batch"].shape == (2, 97, 141, 3)
     assert np.abs(served["batch"][1] - with_cues).max() <= 1
     assert not np.array_equal(with_cues, without)
+    # The export is also a --model for colorize, with the same result.
+    result = _run("colorize", sketch_file, "--model", exported, "--cues", cue_file,
+                  "-o", tmp_path / "via_export.png")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_image(tmp_path / "via_export.png"), with_cues)
 
 
 def test_export_metadata_describes_the_model(exported):
