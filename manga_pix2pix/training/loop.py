@@ -39,6 +39,7 @@ import click
 import keras
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
 
 from manga_pix2pix.config import Config, ModelConfig
 from manga_pix2pix.data.pipeline import to_uint8_image
@@ -52,7 +53,7 @@ from manga_pix2pix.training.strategy import (
     is_chief,
     make_strategy,
     precision_policy,
-    resolve_strategy_name,
+    strategy_name,
 )
 
 log = logging.getLogger(__name__)
@@ -421,7 +422,7 @@ class Trainer:
             "final_losses": {k: round(v, 6) for k, v in losses.items()},
             "wall_time_seconds": round(time.monotonic() - began, 2),
             "device": device_description(strategy),
-            "strategy": resolve_strategy_name(train.strategy, train.tpu),
+            "strategy": strategy_name(strategy),
             "precision": train.precision,
             "xla": train.xla,
             "batch_size": batch,
@@ -437,9 +438,14 @@ class Trainer:
         return summary
 
     def _diverged(self, step: int, losses: dict[str, float], manager) -> None:
+        # The losses of step `step` are those of the weights after step `step - 1`: a
+        # checkpoint of that state is the first bad one, not the last good one.
+        if self.chief and _ckpt_step(manager) == step - 1:
+            _drop_latest_checkpoint(manager)
         bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not math.isfinite(v))
-        kept = (f"the last good checkpoint (step {_ckpt_step(manager)}) is kept"
-                if manager.latest_checkpoint else "no checkpoint was written yet")
+        good = tf.train.latest_checkpoint(manager.directory)
+        kept = (f"the last good checkpoint ({good}) is kept" if good
+                else "no good checkpoint was written")
         hint = "a lower --learning-rate"
         if self.config.train.precision == "mixed_float16":
             hint += " or --precision float32"
@@ -482,6 +488,28 @@ def _image_summary(tag: str, image: np.ndarray) -> None:
 def _ckpt_step(manager: tf.train.CheckpointManager) -> int | None:
     latest = manager.latest_checkpoint
     return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
+def _drop_latest_checkpoint(manager: tf.train.CheckpointManager) -> None:
+    """Deletes the newest checkpoint and points the checkpoint index at the one before."""
+    latest = manager.latest_checkpoint
+    for path in tf.io.gfile.glob(latest + ".*"):
+        tf.io.gfile.remove(path)
+    state = tf.train.get_checkpoint_state(manager.directory)
+    index = os.path.join(manager.directory, "checkpoint")
+    keep = [i for i, p in enumerate(state.all_model_checkpoint_paths)
+            if os.path.basename(p) != os.path.basename(latest)]
+    if not keep:
+        tf.io.gfile.remove(index)
+        return
+    paths = [state.all_model_checkpoint_paths[i] for i in keep]
+    times = [state.all_model_checkpoint_timestamps[i] for i in keep
+             if i < len(state.all_model_checkpoint_timestamps)]
+    del state.all_model_checkpoint_paths[:], state.all_model_checkpoint_timestamps[:]
+    state.all_model_checkpoint_paths.extend(paths)
+    state.all_model_checkpoint_timestamps.extend(times)
+    state.model_checkpoint_path = paths[-1]
+    write_bytes_atomic(index, text_format.MessageToString(state).encode())
 
 
 #: Where each `build_config` override goes.

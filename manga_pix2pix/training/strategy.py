@@ -95,20 +95,29 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The `--strategy` name of a strategy object."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi-worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
+
+
 def device_description(strategy: tf.distribute.Strategy) -> str:
-    """A short description of where the step runs, e.g. `2 x GPU (mirrored)`."""
-    kind = type(strategy).__name__
+    """Where the step runs, e.g. `NVIDIA H100, 2 replicas (mirrored)`."""
     replicas = strategy.num_replicas_in_sync
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")
     if isinstance(strategy, tf.distribute.TPUStrategy):
         device = "TPU"
     elif gpus:
-        device = tf.config.experimental.get_device_details(
-            tf.config.list_physical_devices("GPU")[0]
-        ).get("device_name", "GPU")
+        device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
     else:
         device = f"CPU ({os.cpu_count()} cores)"
-    return f"{replicas} replica(s) on {device}, {kind}"
+    plural = "s" if replicas > 1 else ""
+    return f"{device}, {replicas} replica{plural} ({strategy_name(strategy)} strategy)"
 
 
 class precision_policy:
