@@ -135,11 +135,12 @@ class BooruServer:
         stall_after: after this many full image bodies, image requests hang.
         html_page_size: posts per HTML listing page.
         deep_limit: the dapi answers an error for offsets at or past this many posts.
+        listing_errors: how many listing requests (any API) answer HTTP 503 first.
     """
 
     def __init__(self, posts: list[FakePost], *, auth: tuple[str, str] | None = None,
                  slow_seconds: float = 1.5, stall_after: int | None = None,
-                 html_page_size: int = 4, deep_limit: int = 10**9):
+                 html_page_size: int = 4, deep_limit: int = 10**9, listing_errors: int = 0):
         self.posts = sorted(posts, key=lambda p: -p.id)
         self.by_path = {p.path: p for p in posts if p.path}
         self.auth = auth
@@ -147,6 +148,7 @@ class BooruServer:
         self.stall_after = stall_after
         self.html_page_size = html_page_size
         self.deep_limit = deep_limit
+        self.listing_errors = listing_errors
         self.requests: collections.Counter = collections.Counter()
         self.completed: collections.Counter = collections.Counter()
         self.stalled = 0
@@ -320,6 +322,9 @@ class BooruServer:
                     pass
 
             def route(self, path, query, count):
+                if path in ("/posts.json", "/index.php") and server.listing_errors > 0:
+                    server.listing_errors -= 1
+                    return self.send(503, b"busy")
                 if path == "/posts.json":
                     if server.auth is not None:
                         expected = "Basic " + base64.b64encode(

@@ -142,6 +142,15 @@ def test_stops_at_max_images_counting_earlier_runs(booru, tmp_path):
     assert more.kept == 2 and more.total == 5
 
 
+def test_the_same_id_twice_is_one_post(make_booru, tmp_path):
+    data = png(1)
+    server = make_booru([FakePost(5, data, "/5.png"), FakePost(5, data, "/5.png"),
+                         FakePost(4, png(2), "/4.png")])
+    stats = collect(DanbooruSource(client(server.url), ratings=None), tmp_path, filters=Filters())
+    assert stats.seen == 3 and stats.kept == 2 and stats.duplicates["id"] == 1
+    assert server.completed["/5.png"] == 1
+
+
 def test_other_ratings_on_request(booru, tmp_path):
     filters = Filters(ratings=("g", "s"), min_resolution=32)
     collect(DanbooruSource(client(booru.url), ratings=["g", "s"]), tmp_path / "a",

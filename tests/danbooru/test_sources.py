@@ -80,6 +80,16 @@ def test_html_source_lists_then_reads_post_pages(booru):
     assert source.details(by_id(listed)[111]).problem == "no_file_url"
 
 
+def test_a_failing_search_page_is_retried(make_booru):
+    server = make_booru([FakePost(2, None, None), FakePost(1, None, None)], listing_errors=2)
+    retrying = HttpClient(server.url, rate_limit=0, retries=2, backoff=0.01)
+    assert [p.id for p in DanbooruSource(retrying, ratings=None).iter_posts()] == [2, 1]
+    assert server.requests["/posts.json"] == 4  # two 503s, the page, the empty end
+    server.listing_errors = 3
+    with pytest.raises(UserError, match=r"keeps failing: HTTP 503 \(after 3 tries\)"):
+        list(SafebooruSource(retrying).iter_posts())
+
+
 def test_no_results_is_an_empty_iteration(booru):
     assert list(DanbooruSource(client(booru.url), tags=["no_such_tag"]).iter_posts()) == []
     assert list(SafebooruSource(client(booru.url), tags=["no_such_tag"]).iter_posts()) == []

@@ -295,7 +295,11 @@ class _Collector:
             self.skip(post, err.reason)
 
     def recover(self, post: Post) -> bool:
-        """Adopts a file left by a killed run if it verifies; removes it otherwise."""
+        """Adopts a file left by a killed run if it verifies, else removes it.
+
+        Returns:
+            True if the post is settled (kept, or found to duplicate a kept file).
+        """
         for path in sorted(self.images.glob(f"{post.id}.*")):
             if path.stem != str(post.id):
                 continue
@@ -304,13 +308,15 @@ class _Collector:
                 checked = verify(data, post, self.filters)
             except (OSError, _Skip):
                 checked = None
-            if checked is not None and path.suffix == f".{checked.ext}" and self.keep(
-                post, checked, path.name
-            ):
+            if checked is None or path.suffix != f".{checked.ext}":
+                log.info("post %s: %s does not verify; fetching it again", post.id, path.name)
+                path.unlink(missing_ok=True)
+                continue
+            if self.keep(post, checked, path.name):
                 self.stats.recovered += 1
-                return True
-            log.info("post %s: %s does not verify; downloading it again", post.id, path.name)
-            path.unlink(missing_ok=True)
+            else:
+                path.unlink(missing_ok=True)
+            return True
         return False
 
     def store(self, post: Post, data: bytes) -> None:
