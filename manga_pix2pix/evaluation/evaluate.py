@@ -20,8 +20,9 @@ Held-out images by source:
         as the trainer holds out: a run draws seeds `seed` to `seed + synthetic_count - 1` (its
         config's), so held-out images are seeds `seed + synthetic_count + i`; the training set
         is the run's seeds.
-    a folder: every image in it (held out by the user); it has no tags, so only `all` and
-        `interpolation` are defined.
+    a folder: every image in it, or, when it is the folder the run was trained on with a
+        hold-out (`train --holdout-fraction`), the images the run held out. A folder has no
+        tags, so only `all` and `interpolation` are defined.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import tensorflow as tf
 from manga_pix2pix.config import Config, DataConfig, TrainConfig
 from manga_pix2pix.data.cues import CueMaskConfig
 from manga_pix2pix.data.pipeline import load_images, prepare_example
+from manga_pix2pix.data.sketch import image_complexity
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.evaluation import figures, tasks
 from manga_pix2pix.evaluation.metrics import METRICS, format_metric, image_metrics, mean_metrics
@@ -45,6 +47,7 @@ from manga_pix2pix.imageio import list_images, write_bytes_atomic, write_image
 from manga_pix2pix.inference.loading import CONFIG_FILE, GENERATOR_FILE, LoadedModel
 from manga_pix2pix.inference.loading import load_model as load_generator
 from manga_pix2pix.models import generator_inputs
+from manga_pix2pix.training.data import held_out_images
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +182,26 @@ def _synthetic_source(config: Config | None, image_size: int, max_images: int | 
     return _Source(images, count, True, train_examples)
 
 
-def _folder_source(folder: str, image_size: int, max_images: int | None) -> _Source:
-    images = load_images(folder, image_size=image_size)
+def _same_folder(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _folder_source(
+    folder: str, config: Config | None, image_size: int, max_images: int | None
+) -> _Source:
     total = len(list_images(Path(folder).expanduser()))
+    if (
+        config is not None
+        and config.data.holdout_fraction > 0
+        and _is_folder(config.data.source)
+        and _same_folder(folder, config.data.source)
+    ):
+        # The folder the run trained on: only the images it held out are unseen.
+        held_out = held_out_images(config)
+        images = held_out.map(lambda im: {"image": im, "complexity": image_complexity(im)})
+        total = int(total * config.data.holdout_fraction)
+    else:
+        images = load_images(folder, image_size=image_size)
     if max_images is not None:
         images = images.take(max_images)
         total = min(total, max_images)
@@ -194,7 +214,7 @@ def _open_source(data, data_dir, split, train_split, config, image_size, max_ima
     if data == "synthetic":
         return _synthetic_source(config, image_size, max_images)
     if _is_folder(data):
-        return _folder_source(data, image_size, max_images)
+        return _folder_source(data, config, image_size, max_images)
     return _tfds_source(data, data_dir, split, train_split, image_size, max_images)
 
 

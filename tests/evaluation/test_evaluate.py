@@ -239,3 +239,24 @@ def test_tfds_task_split_follows_the_definitions(tfds_dir, tmp_path, size):
 def test_a_missing_tfds_split_is_a_user_error(tfds_dir, run_dir):
     with pytest.raises(UserError, match="validation"):
         ev.evaluate(ev.load_model(run_dir), DATASET, data_dir=str(tfds_dir), split="validation")
+
+
+def test_the_runs_own_folder_gives_only_its_held_out_images(tmp_path):
+    import cv2
+
+    folder, alone = tmp_path / "art", tmp_path / "held_out_alone"
+    folder.mkdir()
+    alone.mkdir()
+    for i in range(10):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), synthetic_image(200 + i, 40)[..., ::-1])
+    # floor((i + 1) * 0.3) > floor(i * 0.3) holds for i = 3, 6, 9: the run held those out.
+    for i in (3, 6, 9):
+        (alone / f"{i:02d}.png").write_bytes((folder / f"{i:02d}.png").read_bytes())
+    run = make_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["data"].update(source=str(folder), holdout_fraction=0.3)
+    (run / "config.json").write_text(json.dumps(config))
+    model = ev.load_model(run)
+    own, separate = ev.evaluate(model, str(folder)), ev.evaluate(model, str(alone))
+    assert own.counts["all"] == separate.counts["all"] == 3
+    assert own.metrics == separate.metrics
