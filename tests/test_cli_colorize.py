@@ -176,6 +176,9 @@ def _bad_cases(tmp_path, models):
     other = tmp_path / "other.keras"
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(other)
     (tmp_path / "a_file").write_text("x")
+    folder = tmp_path / "sketches"
+    folder.mkdir()
+    _write(folder / "one.png", _line_art(30, 40))
     return {
         "missing sketch": ([tmp_path / "nope.png", "-m", run, "-o", out], "no such file"),
         "empty sketch": ([tmp_path / "empty.png", "-m", run, "-o", out], "the file is empty"),
@@ -203,6 +206,10 @@ def _bad_cases(tmp_path, models):
         "overwrite the input": ([good, "-m", run, "-o", good], "would overwrite an input"),
         "one cue file for many": ([good, good, "-m", run, "--cues", good, "-o", tmp_path / "d"],
                                   "need a folder of cue files"),
+        "bad model, new output folder": ([folder, "-m", tmp_path / "nomodel",
+                                          "-o", tmp_path / "new" / "folder"], "no such model"),
+        "output folder under a file": ([folder, "-m", run, "-o", tmp_path / "a_file" / "d"],
+                                       "is a file"),
     }
 
 

@@ -109,9 +109,7 @@ def _split_alpha(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     def gray():
         return tf.tile(image[..., :1], [1, 1, 3])
 
-    rgb = tf.case(
-        [(channels <= 2, gray)], default=lambda: image[..., :3], exclusive=True
-    )
+    rgb = tf.cond(channels <= 2, gray, lambda: image[..., :3])
     alpha = tf.case(
         [(tf.equal(channels, 2), lambda: image[..., 1:2]),
          (tf.equal(channels, 4), lambda: image[..., 3:4])],
@@ -375,16 +373,26 @@ def _expand_sketches(sketches: Sequence[str | os.PathLike]) -> tuple[list[Path],
     return files, many
 
 
-def _prepare_output_folder(output: Path) -> None:
+def _check_output_folder(output: Path) -> None:
+    """Checks that `output` is, or can be created as, a writable folder (creates nothing)."""
     if output.exists() and not output.is_dir():
         raise UserError(f"{output}: exists and is not a folder (several sketches need an "
                         "output folder)")
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{output}: cannot create the output folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the output folder" if existing == output else f"the folder {existing}"
+        raise UserError(f"{output}: {what} is not writable")
+
+
+def _make_output_folder(output: Path) -> None:
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"{output}: cannot create the output folder ({err.strerror})") from None
-    if not os.access(output, os.W_OK | os.X_OK):
-        raise UserError(f"{output}: the output folder is not writable")
 
 
 def plan_jobs(
@@ -395,9 +403,10 @@ def plan_jobs(
     """Pairs sketches with cue files and output paths, checking everything it can up front.
 
     One sketch and an output that is not an existing folder: the output is that file. Several
-    sketches or a sketch folder: the output is a folder (created if needed) and each result is
-    `<sketch name>.png` in it. A cue file goes with a single sketch; a cue folder pairs by file
-    name (`page1.png` with `page1.png`, `page1.jpg`, ...; a sketch without one gets no cues).
+    sketches or a sketch folder: the output is a folder (created by `colorize_paths` if needed)
+    and each result is `<sketch name>.png` in it. Nothing is created here. A cue file goes with
+    a single sketch; a cue folder pairs by file name (`page1.png` with `page1.png`,
+    `page1.jpg`, ...; a sketch without one gets no cues).
 
     Raises:
         UserError: a missing input, an output that cannot be written, ambiguous pairings, or an
@@ -414,7 +423,7 @@ def plan_jobs(
     as_folder = many or output.is_dir() or str(output).endswith(("/", os.sep))
     jobs = []
     if as_folder:
-        _prepare_output_folder(output)
+        _check_output_folder(output)
         targets = [output / f"{f.stem}.png" for f in files]
     else:
         if output.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -488,6 +497,9 @@ def colorize_paths(
         raise UserError(f"{model}: this model was trained without cues (--no-cues); "
                         "drop --cues")
     colorizer = Colorizer(loaded, work_size=work_size, norm_stats=norm_stats)
+    # Only now, with inputs, model and settings checked, is anything created.
+    for folder in sorted({job.output.parent for job in jobs}):
+        _make_output_folder(folder)
     report = Report(written=[], failed=[])
     for done, job in enumerate(jobs, start=1):
         try:
