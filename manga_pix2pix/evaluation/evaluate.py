@@ -104,10 +104,14 @@ def load_model(path: str | Path) -> EvaluatedModel:
 
 @dataclass
 class _Source:
+    """Held-out images, and how to read the tags of the training set."""
+
     images: tf.data.Dataset  # {image uint8, complexity, tags?}
     total: int | None
     has_tags: bool
     train_examples: Callable[[], list[tuple[list[str], float | None]]] | None
+    held_out: str  # which images these are, for the report
+    training_set: str | None  # what the training set is, for the report
 
 
 def _is_folder(data: str) -> bool:
@@ -149,7 +153,10 @@ def _tfds_source(data, data_dir, split, train_split, image_size, max_images) -> 
     if max_images is not None:
         images = images.take(max_images)
         total = max_images if total is None else min(total, max_images)
-    return _Source(images, total, has_tags, train_examples if has_tags else None)
+    return _Source(
+        images, total, has_tags, train_examples if has_tags else None,
+        held_out=f"split {split}", training_set=f"split {train_split}" if has_tags else None,
+    )
 
 
 def synthetic_test_seed(config: Config | None) -> int:
@@ -179,7 +186,12 @@ def _synthetic_source(config: Config | None, image_size: int, max_images: int | 
             for ex in ds.as_numpy_iterator()
         ]
 
-    return _Source(images, count, True, train_examples)
+    first = synthetic_test_seed(config)
+    return _Source(
+        images, count, True, train_examples,
+        held_out=f"seeds {first}-{first + count - 1}",
+        training_set=f"seeds {train.seed}-{train.seed + data.synthetic_count - 1}",
+    )
 
 
 def _same_folder(a: str, b: str) -> bool:
@@ -200,12 +212,14 @@ def _folder_source(
         held_out = held_out_images(config)
         images = held_out.map(lambda im: {"image": im, "complexity": image_complexity(im)})
         total = int(total * config.data.holdout_fraction)
+        held_out = f"the run's hold-out ({config.data.holdout_fraction:g}) of the folder"
     else:
         images = load_images(folder, image_size=image_size)
+        held_out = "every image in the folder"
     if max_images is not None:
         images = images.take(max_images)
         total = min(total, max_images)
-    return _Source(images, total, False, None)
+    return _Source(images, total, False, None, held_out=held_out, training_set=None)
 
 
 def _open_source(data, data_dir, split, train_split, config, image_size, max_images) -> _Source:
@@ -266,12 +280,16 @@ class EvaluationReport:
             "",
             f"- model: `{info['model']}` ({info['image_size']} px, "
             f"{'trained with cues' if info['uses_cues'] else 'trained without cues'})",
-            f"- data: `{info['data']}`, split `{info['split']}`, {self.counts['all']} images",
-            f"- tasks: interpolation = complexity >= {info['interpolation_threshold']:.1f} % "
-            f"(1.2 x ceiling {info['complexity_ceiling']:g} %); color / transfer = a character "
-            f"tag (`{info['character_tags']}`) seen / not seen in `{info['train_split']}`",
-            "",
+            f"- data: `{info['data']}`, {info['held_out']}: {self.counts['all']} images",
+            f"- interpolation: complexity >= {info['interpolation_threshold']:.1f} % "
+            f"(1.2 x the training ceiling of {info['complexity_ceiling']:g} %)",
         ]
+        if info["training_set"] is not None:
+            lines.append(
+                f"- color / transfer: a character tag (`{info['character_tags']}`) seen / not "
+                f"seen in the training set ({info['training_set']})"
+            )
+        lines.append("")
         for section in SECTIONS:
             lines.append(f"## {section} ({self.counts[section]} images)")
             lines.append("")
@@ -288,6 +306,124 @@ class EvaluationReport:
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
             lines.append("")
         return "\n".join(lines)
+
+
+def _examples(source: _Source, loaded: LoadedModel, batch_size: int) -> tf.data.Dataset:
+    """Batches of evaluation examples: full cues, no augmentation, with complexity and tags."""
+
+    def prepare(index, ex):
+        out = prepare_example(
+            ex["image"],
+            seed=tf.stack([tf.constant(0, tf.int64), index]),
+            training=False,
+            cue_masks=FULL_CUES,
+            cue_sigma=loaded.cue_sigma,
+            image_size=loaded.image_size,
+        )
+        out["complexity"] = ex["complexity"]
+        # One string per image (tags joined) so that examples batch despite their tag counts.
+        out["tags"] = tf.strings.reduce_join(ex["tags"], separator="\n") if "tags" in ex else ""
+        return out
+
+    ds = source.images.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _predictions(loaded: LoadedModel, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Every method's colour image in [0, 1] for a batch (see the module docstring)."""
+
+    def colour(cues, mask):
+        x = generator_inputs(batch["sketch"], cues, mask if loaded.use_cue_mask else None)
+        return (tf.clip_by_value(loaded.generate(x), -1.0, 1.0) + 1.0) / 2.0
+
+    lines = (batch["sketch"] + 1.0) / 2.0
+    cue_layer = (batch["cues"] + 1.0) / 2.0
+    out = {
+        "model_no_cues": colour(tf.zeros_like(batch["cues"]), tf.zeros_like(batch["cue_mask"])),
+        "cue_layer": cue_layer,
+        "cue_lines": cue_layer * lines,
+        "sketch_only": tf.repeat(lines, 3, axis=-1),
+    }
+    if loaded.uses_cues:
+        out["model_cues"] = colour(batch["cues"], batch["cue_mask"])
+    return out
+
+
+class _Results:
+    """Per-image metrics, the task of each image, and the figure rows, as batches come in."""
+
+    def __init__(self, uses_cues: bool, figure_rows: int):
+        self.uses_cues = uses_cues
+        self.figure_rows = figure_rows
+        self.per_image = {m: {k: [] for k in METRICS} for m in METHODS}
+        self.tasks: list[str | None] = []
+        self.figure_tiles: dict[str, list[list[np.ndarray]]] = {t: [] for t in tasks.TASKS}
+
+    @property
+    def labels(self) -> list[str]:
+        """The figure's column titles."""
+        if self.uses_cues:
+            return ["sketch", "cues", "output, cues", "output, no cues", "truth"]
+        return ["sketch", "cues (unused)", "output, no cues", "truth"]
+
+    def add(self, batch, predictions, batch_tasks: list[str | None]) -> None:
+        truth = (batch["image"] + 1.0) / 2.0
+        for method, prediction in predictions.items():
+            for name, values in image_metrics(prediction, truth).items():
+                self.per_image[method][name].extend(values.numpy().tolist())
+        self.tasks.extend(batch_tasks)
+        columns = ["sketch_only", "cue_layer"] + ["model_cues"] * self.uses_cues
+        for i, task in enumerate(batch_tasks):
+            if task is None or len(self.figure_tiles[task]) >= self.figure_rows:
+                continue
+            row = [predictions[c][i] for c in columns]
+            row += [predictions["model_no_cues"][i], truth[i]]
+            self.figure_tiles[task].append([_to_uint8(tile) for tile in row])
+
+    def members(self) -> dict[str, np.ndarray]:
+        """Section -> boolean mask over the images."""
+        assigned = np.array([t or "" for t in self.tasks])
+        out = {"all": np.ones(len(assigned), bool)}
+        out.update({t: assigned == t for t in tasks.TASKS})
+        return out
+
+    def means(self) -> dict[str, dict[str, dict[str, float | None] | None]]:
+        """`metrics[section][method]`, None where the method or the section is empty."""
+        out = {}
+        for section, chosen in self.members().items():
+            out[section] = {}
+            for method, values in self.per_image.items():
+                if not values["l1"] or not chosen.any():
+                    out[section][method] = None
+                else:
+                    out[section][method] = mean_metrics(
+                        {k: np.asarray(v)[chosen] for k, v in values.items()}
+                    )
+        return out
+
+
+def _empty_reasons(counts: dict[str, int], seen: set[str] | None, threshold: float) -> dict:
+    reasons = {}
+    for task in tasks.TASKS:
+        if counts[task]:
+            continue
+        if task == "interpolation":
+            reasons[task] = f"No images: none has a complexity >= {threshold:.1f} %."
+        elif seen is None:
+            reasons[task] = (
+                "No images: color and transfer need the character tags of the held-out and "
+                "the training images, and this source has none."
+            )
+        elif task == "transfer":
+            reasons[task] = (
+                "No images: every held-out image below the interpolation threshold shares a "
+                "character tag with the training set."
+            )
+        else:
+            reasons[task] = (
+                "No images: no held-out image shares a character tag with the training set."
+            )
+    return reasons
 
 
 def evaluate(
@@ -333,152 +469,59 @@ def evaluate(
     if batch_size < 1:
         raise UserError(f"--batch-size: must be at least 1, got {batch_size}")
     character_tags = character_tags or tasks.CharacterTags((tasks.DEFAULT_CHARACTER_TAGS,))
-    config = model.config
+    config, loaded = model.config, model.loaded
     if complexity_ceiling is None and config is not None:
         complexity_ceiling = config.data.complexity_ceiling
     threshold = tasks.interpolation_threshold(complexity_ceiling)
-    ceiling_shown = tasks.DEFAULT_CEILING if complexity_ceiling is None else complexity_ceiling
-    loaded = model.loaded
-    size = loaded.image_size
+    out_dir = None if output_dir is None else Path(output_dir)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder")
 
-    out_dir = None
-    if output_dir is not None:
-        out_dir = Path(output_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"{out_dir}: exists and is not a folder")
-
-    source = _open_source(data, data_dir, split, train_split, config, size, max_images)
+    source = _open_source(data, data_dir, split, train_split, config, loaded.image_size,
+                          max_images)
     seen = None
-    if source.has_tags and source.train_examples is not None:
+    if source.train_examples is not None:
         seen = tasks.training_characters(
             source.train_examples(), character_tags, complexity_ceiling
         )
 
-    def prepare(index, ex):
-        out = prepare_example(
-            ex["image"],
-            seed=tf.stack([tf.constant(0, tf.int64), index]),
-            training=False,
-            cue_masks=FULL_CUES,
-            cue_sigma=loaded.cue_sigma,
-            image_size=size,
-        )
-        out["complexity"] = ex["complexity"]
-        # One string per image (tags joined) so that examples batch despite their tag counts.
-        out["tags"] = tf.strings.reduce_join(ex["tags"], separator="\n") if "tags" in ex else ""
-        return out
-
-    ds = source.images.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-    def run(sketch, cues, mask):
-        x = generator_inputs(sketch, cues, mask if loaded.use_cue_mask else None)
-        return (tf.clip_by_value(loaded.generate(x), -1.0, 1.0) + 1.0) / 2.0
-
-    methods = list(METHODS)
-    per_image = {m: {k: [] for k in METRICS} for m in methods}
-    assigned: list[str | None] = []
-    figure_tiles: dict[str, list[list[np.ndarray]]] = {t: [] for t in tasks.TASKS}
-    labels = ["sketch", "cues", "output, cues", "output, no cues", "truth"]
-    if not loaded.uses_cues:
-        labels = ["sketch", "cues (unused)", "output, no cues", "truth"]
-
+    results = _Results(loaded.uses_cues, figure_rows)
     if on_start is not None:
         on_start(source.total)
-    for batch in ds:
-        truth = (batch["image"] + 1.0) / 2.0
-        lines = (batch["sketch"] + 1.0) / 2.0
-        cue01 = (batch["cues"] + 1.0) / 2.0
-        zeros_cues = tf.zeros_like(batch["cues"])
-        zeros_mask = tf.zeros_like(batch["cue_mask"])
-        outputs = {
-            "model_no_cues": run(batch["sketch"], zeros_cues, zeros_mask),
-            "cue_layer": cue01,
-            "cue_lines": cue01 * lines,
-            "sketch_only": tf.repeat(lines, 3, axis=-1),
-        }
-        if loaded.uses_cues:
-            outputs["model_cues"] = run(batch["sketch"], batch["cues"], batch["cue_mask"])
-        for method, prediction in outputs.items():
-            for name, values in image_metrics(prediction, truth).items():
-                per_image[method][name].extend(values.numpy().tolist())
-
-        for i in range(int(truth.shape[0])):
-            tag_text = batch["tags"][i].numpy().decode()
-            tags = tag_text.split("\n") if source.has_tags and tag_text else []
-            task = tasks.assign_task(
-                tags if source.has_tags else None,
-                float(batch["complexity"][i]),
-                seen,
-                character_tags,
-                threshold,
+    for batch in _examples(source, loaded, batch_size):
+        batch_tasks = []
+        pairs = zip(batch["tags"].numpy(), batch["complexity"].numpy(), strict=True)
+        for tag_text, complexity in pairs:
+            tags = [t for t in tag_text.decode().split("\n") if t] if source.has_tags else None
+            batch_tasks.append(
+                tasks.assign_task(tags, float(complexity), seen, character_tags, threshold)
             )
-            assigned.append(task)
-            if task is not None and len(figure_tiles[task]) < figure_rows:
-                row = [_to_uint8(lines[i]), _to_uint8(cue01[i])]
-                if loaded.uses_cues:
-                    row.append(_to_uint8(outputs["model_cues"][i]))
-                row += [_to_uint8(outputs["model_no_cues"][i]), _to_uint8(truth[i])]
-                figure_tiles[task].append(row)
+        results.add(batch, _predictions(loaded, batch), batch_tasks)
         if on_batch is not None:
-            on_batch(int(truth.shape[0]))
+            on_batch(len(batch_tasks))
+    if not results.tasks:
+        raise UserError(f"{data}: no held-out images to evaluate ({source.held_out})")
 
-    if not assigned:
-        raise UserError(f"{data}: no held-out images to evaluate (split {split!r})")
-
-    assigned_arr = np.array([t or "" for t in assigned])
-    members = {"all": np.ones(len(assigned), bool)}
-    members.update({t: assigned_arr == t for t in tasks.TASKS})
-    counts = {s: int(members[s].sum()) for s in SECTIONS}
-    metrics: dict[str, dict] = {}
-    for section in SECTIONS:
-        metrics[section] = {}
-        for method in methods:
-            if not per_image[method]["l1"] or not counts[section]:
-                metrics[section][method] = None
-                continue
-            chosen = members[section]
-            metrics[section][method] = mean_metrics(
-                {k: np.asarray(v)[chosen] for k, v in per_image[method].items()}
-            )
-
-    empty_reasons = {}
-    no_split = "color and transfer need character tags of the held-out and training images"
-    for t in tasks.TASKS:
-        if counts[t]:
-            continue
-        if t != "interpolation" and seen is None:
-            empty_reasons[t] = f"No images: {no_split}, and this source has none."
-        elif t == "interpolation":
-            empty_reasons[t] = f"No images: none has a complexity >= {threshold:.1f} %."
-        elif t == "transfer":
-            empty_reasons[t] = (
-                "No images: every held-out image below the interpolation threshold shares a "
-                "character tag with the training set."
-            )
-        else:
-            empty_reasons[t] = (
-                "No images: no held-out image shares a character tag with the training set."
-            )
+    counts = {section: int(m.sum()) for section, m in results.members().items()}
     info = {
         "model": str(model.path),
-        "image_size": size,
+        "image_size": loaded.image_size,
         "uses_cues": loaded.uses_cues,
         "data": data,
         "data_dir": data_dir,
-        "split": (
-            f"seeds from {synthetic_test_seed(config)}" if data == "synthetic" else split
-        ),
-        "train_split": train_split,
+        "held_out": source.held_out,
+        "training_set": source.training_set,
         "character_tags": character_tags.describe(),
         "training_characters": sorted(seen) if seen is not None else None,
-        "complexity_ceiling": ceiling_shown,
+        "complexity_ceiling": (
+            tasks.DEFAULT_CEILING if complexity_ceiling is None else complexity_ceiling
+        ),
         "interpolation_threshold": threshold,
-        "empty_reasons": empty_reasons,
+        "empty_reasons": _empty_reasons(counts, seen, threshold),
     }
-    report = EvaluationReport(info=info, counts=counts, metrics=metrics)
+    report = EvaluationReport(info=info, counts=counts, metrics=results.means())
     if out_dir is not None:
-        _write(report, out_dir, figure_tiles, labels)
+        _write(report, out_dir, results.figure_tiles, results.labels)
     return report
 
 
