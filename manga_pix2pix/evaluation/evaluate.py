@@ -484,6 +484,7 @@ def evaluate(
         seen = tasks.training_characters(
             source.train_examples(), character_tags, complexity_ceiling
         )
+        log.info("%d character tags in the training set (%s)", len(seen), source.training_set)
 
     results = _Results(loaded.uses_cues, figure_rows)
     if on_start is not None:
