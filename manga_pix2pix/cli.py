@@ -211,8 +211,8 @@ def export(model, output, fmt, norm_stats, force):
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
-              help="A run directory or a .keras generator file.")
+@click.option("-m", "--model", "model_path", required=True, type=click.Path(exists=True),
+              help="A run directory, a .keras generator file or an exported SavedModel folder.")
 @click.option("--data", default=None,
               help="'synthetic', a folder of held-out images, or a TFDS name such as "
                    "'danbooru' [default: the run's training source].")
@@ -228,7 +228,8 @@ def export(model, output, fmt, norm_stats, force):
               help="The training complexity ceiling, percent [default: the run's, else 40].")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
               help="Evaluate at most this many images [synthetic: draw this many, default 64].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images per generator call.")
 @click.option("--figure-rows", type=click.IntRange(min=1), default=6, show_default=True,
               help="Examples per task figure.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
