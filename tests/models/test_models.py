@@ -1,0 +1,142 @@
+"""UNetGenerator and PatchDiscriminator: shapes, parameter counts, config and .keras round-trips."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from manga_pix2pix.config import ModelConfig, preset
+from manga_pix2pix.models import (
+    PatchDiscriminator,
+    UNetGenerator,
+    build_models,
+    generator_inputs,
+)
+
+
+def _inputs(batch: int, size: int, channels: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, channels)).astype(
+        np.float32
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_models():
+    return build_models(preset("smoke").model)
+
+
+def test_generator_output_shape_and_range(smoke_models):
+    generator, _ = smoke_models
+    out = np.asarray(generator(_inputs(2, 32, 5), training=True))
+    assert out.shape == (2, 32, 32, 3)
+    assert out.dtype == np.float32
+    assert -1.0 <= out.min() and out.max() <= 1.0
+
+
+def test_generator_runs_on_sizes_divisible_by_its_depth(smoke_models):
+    generator, _ = smoke_models
+    out = generator(_inputs(1, 64, 5), training=False)
+    assert tuple(out.shape) == (1, 64, 64, 3)
+
+
+@pytest.mark.parametrize("size, logits", [(32, 2), (64, 6)])
+def test_discriminator_gives_a_grid_of_patch_logits(smoke_models, size, logits):
+    _, discriminator = smoke_models
+    out = discriminator((_inputs(2, size, 5), _inputs(2, size, 3, seed=1)), training=True)
+    assert tuple(out.shape) == (2, logits, logits, 1)  # S/8 - 2, 30x30 at 256 px
+
+
+def test_paper_parameter_counts_with_the_original_four_input_channels():
+    # Building creates the variables without running the big model on any data.
+    generator, discriminator = build_models(ModelConfig(use_cue_mask=False))
+    assert generator.count_params() == 54_426_883
+    assert discriminator.count_params() == 2_771_457
+    assert len(generator.down_blocks) == 8 and len(generator.up_blocks) == 7
+
+
+def test_the_cue_mask_adds_one_input_channel():
+    generator, discriminator = build_models(ModelConfig(image_size=32, base_filters=4))
+    assert generator.input_channels == 5
+    assert discriminator.input_channels == 5
+    assert generator.layers[0].conv.kernel.shape == (4, 4, 5, 4)
+
+
+@pytest.mark.parametrize("size, depth", [(32, 5), (128, 7), (512, 9)])
+def test_depth_follows_the_image_size(size, depth):
+    generator = UNetGenerator(image_size=size, base_filters=2)
+    assert len(generator.down_blocks) == depth
+    assert len(generator.up_blocks) == depth - 1
+
+
+def test_instance_norm_model_is_independent_of_the_rest_of_the_batch():
+    generator, _ = build_models(ModelConfig(image_size=32, base_filters=4, norm="instance",
+                                            dropout=0.0))
+    x = _inputs(2, 32, 5)
+    alone = np.asarray(generator(x[:1], training=True))
+    together = np.asarray(generator(x, training=True))[:1]
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_mixed_precision_computes_in_bfloat16_but_outputs_float32():
+    saved = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        generator, discriminator = build_models(ModelConfig(image_size=32, base_filters=4))
+    finally:
+        keras.mixed_precision.set_global_policy(saved)
+    x = _inputs(2, 32, 5)
+    out = generator(x, training=True)
+    logits = discriminator((x, out), training=True)
+    assert out.dtype == "float32" and logits.dtype == "float32"
+    assert generator.down_blocks[1].conv.compute_dtype == "bfloat16"
+    assert generator.down_blocks[1].conv.kernel.dtype == "float32"
+
+
+def test_generator_inputs_concatenates_in_order():
+    sketch = np.full((1, 4, 4, 1), -1.0, np.float32)
+    cues = np.full((1, 4, 4, 3), 0.5, np.float32)
+    mask = np.ones((1, 4, 4, 1), np.float32)
+    x = np.asarray(generator_inputs(sketch, cues, mask))
+    assert x.shape == (1, 4, 4, 5)
+    assert list(x[0, 0, 0]) == [-1.0, 0.5, 0.5, 0.5, 1.0]
+    assert generator_inputs(sketch, cues).shape == (1, 4, 4, 4)
+
+
+def test_config_round_trips():
+    generator = UNetGenerator(image_size=64, base_filters=4, norm="instance", dropout=0.3,
+                              input_channels=4, uses_cues=False, name="g")
+    again = UNetGenerator.from_config(generator.get_config())
+    assert again.get_config() == generator.get_config()
+    assert again.uses_cues is False and again.depth == 6
+    discriminator = PatchDiscriminator(base_filters=4, norm="instance", input_channels=4)
+    assert (PatchDiscriminator.from_config(discriminator.get_config()).get_config()
+            == discriminator.get_config())
+
+
+@pytest.mark.parametrize("uses_cues", [True, False])
+def test_keras_save_and_load_round_trip(tmp_path, uses_cues):
+    generator, discriminator = build_models(ModelConfig(image_size=32, base_filters=4),
+                                            uses_cues=uses_cues)
+    x, image = _inputs(2, 32, 5), _inputs(2, 32, 3, seed=1)
+    # A training call moves the batch-norm statistics away from their initial values.
+    generator(x, training=True)
+    discriminator((x, image), training=True)
+    generator.save(tmp_path / "g.keras")
+    discriminator.save(tmp_path / "d.keras")
+    g2 = keras.saving.load_model(tmp_path / "g.keras")
+    d2 = keras.saving.load_model(tmp_path / "d.keras")
+    assert isinstance(g2, UNetGenerator) and isinstance(d2, PatchDiscriminator)
+    assert g2.uses_cues is uses_cues
+    np.testing.assert_allclose(g2(x, training=False), generator(x, training=False), atol=1e-6)
+    np.testing.assert_allclose(d2((x, image), training=False),
+                               discriminator((x, image), training=False), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"image_size": 100}, "image_size"), ({"norm": "layer"}, "norm")],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        UNetGenerator(**kwargs)

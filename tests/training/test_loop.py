@@ -1,0 +1,159 @@
+"""The loop and its run directory: learning, exact resume, init-from, NaN guard, bad run dirs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from manga_pix2pix.config import preset
+from manga_pix2pix.errors import UserError
+from manga_pix2pix.models import build_models
+from manga_pix2pix.training import loop
+from manga_pix2pix.training.loop import Trainer, build_config, checkpoint_variables
+
+
+def _config(steps: int, **train):
+    config = preset("smoke")
+    config.data.synthetic_count = 8
+    config.train.steps = steps
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def _weights(model) -> list[np.ndarray]:
+    return [v.numpy() for v in model.variables]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("no_cues", [False, True])
+def test_the_smoke_preset_learns(tmp_path, monkeypatch, no_cues):
+    config = _config(60, learning_rate=1e-3)
+    config.data.no_cues = no_cues
+    l1 = []
+    monkeypatch.setattr(loop._Progress, "step",
+                        lambda self, step, losses, seconds: l1.append(losses["g_l1"]))
+    trainer = Trainer(config, tmp_path / "run", quiet=True)
+    summary = trainer.run()
+    start, end = np.mean(l1[:5]), np.mean(l1[-5:])
+    assert end < 0.8 * start, (start, end)
+    assert summary["final_losses"]["g_l1"] == pytest.approx(l1[-1], rel=1e-5)
+    assert trainer.generator.uses_cues is (not no_cues)
+
+
+def test_resumed_run_equals_the_uninterrupted_run(tmp_path):
+    full = Trainer(_config(9), tmp_path / "full", quiet=True)
+    full.run()
+    # Stopped mid-epoch (4 steps per epoch), then the same run asked for more steps.
+    first = Trainer(_config(5), tmp_path / "part", quiet=True)
+    first.run()
+    resumed = Trainer(_config(9), tmp_path / "part", quiet=True)
+    summary = resumed.run()
+    assert summary["started_from"] == "checkpoint at step 5"
+    assert summary["steps"] == 9 and summary["steps_this_session"] == 4
+    for a, b in zip(_weights(full.generator) + _weights(full.discriminator),
+                    _weights(resumed.generator) + _weights(resumed.discriminator), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    steps = sorted(int(p.name.split("-")[1].split(".")[0])
+                   for p in (tmp_path / "part" / "checkpoints").glob("ckpt-*.index"))
+    assert steps == [5, 9]
+    # A finished run, run again, trains no more.
+    again = Trainer(_config(9), tmp_path / "part", quiet=True).run()
+    assert again["steps"] == 9 and again["steps_this_session"] == 0
+
+
+def test_nan_guard_stops_and_keeps_only_good_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    config = _config(8, learning_rate=1e10, checkpoint_every=1, keep_checkpoints=10)
+    with pytest.raises(UserError, match="no longer finite") as err:
+        Trainer(config, run, quiet=True).run()
+    message = str(err.value)
+    assert "\n" not in message and "--learning-rate" in message
+    failed = int(re.search(r"stopped at step (\d+)", message).group(1))
+    latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    # Step `failed` evaluated the weights after step `failed - 1`: those are bad too.
+    kept = int(latest.rsplit("-", 1)[1]) if latest else 0
+    assert kept == failed - 2
+    assert not (run / "generator.keras").exists()
+    assert not (run / "train_summary.json").exists()
+
+
+def test_config_json_and_a_run_dir_with_another_model_is_refused(tmp_path):
+    config = _config(1)
+    Trainer(config, tmp_path / "run", quiet=True).run()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved == json.loads(config.to_json())
+    model = keras.saving.load_model(tmp_path / "run" / "generator.keras")
+    assert model.uses_cues and model.image_size == 32
+
+    wider = _config(1)
+    wider.model.base_filters = 16
+    with pytest.raises(UserError, match=r"another model \(base_filters 8 -> 16\)"):
+        Trainer(wider, tmp_path / "run", quiet=True).run()
+    no_cues = _config(1)
+    no_cues.data.no_cues = True
+    with pytest.raises(UserError, match="no_cues False -> True"):
+        Trainer(no_cues, tmp_path / "run", quiet=True).run()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        Trainer(_config(1), tmp_path / "file", quiet=True).run()
+
+
+def test_init_from_copies_weights_only(tmp_path):
+    source = Trainer(_config(3), tmp_path / "source", quiet=True)
+    source.run()
+    # A learning rate so small that one step leaves the trainable weights as they were.
+    for name, init_from in [("from_run", tmp_path / "source"),
+                            ("from_keras", tmp_path / "source" / "generator.keras")]:
+        target = Trainer(_config(1, learning_rate=1e-30), tmp_path / name,
+                         init_from=init_from, quiet=True)
+        summary = target.run()
+        assert summary["started_from"].startswith("init-from")
+        assert summary["steps"] == 1  # the step counter is not copied
+        for a, b in zip(source.generator.trainable_variables,
+                        target.generator.trainable_variables, strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    bigger = _config(1)
+    bigger.model.image_size = 64
+    with pytest.raises(UserError, match="another model shape"):
+        Trainer(bigger, tmp_path / "bigger", init_from=tmp_path / "source", quiet=True).run()
+
+
+def test_checkpoint_variables_cover_every_variable_including_the_rng():
+    generator, discriminator = build_models(preset("smoke").model)
+    for model in (generator, discriminator):
+        variables = checkpoint_variables(model)
+        assert len(variables) == len(model.variables)
+    keys = checkpoint_variables(generator)
+    assert "down_1/norm/moving_mean" in keys
+    assert [k for k in keys if k.startswith("rng/")] == ["rng/0", "rng/1", "rng/2"]
+
+
+def test_preview_grid_has_a_row_per_example_and_four_columns():
+    generator, _ = build_models(preset("smoke").model)
+    batch = {
+        "sketch": np.ones((3, 32, 32, 1), np.float32),
+        "cues": np.zeros((3, 32, 32, 3), np.float32),
+        "cue_mask": np.zeros((3, 32, 32, 1), np.float32),
+        "image": -np.ones((3, 32, 32, 3), np.float32),
+    }
+    grid = loop.preview_grid(generator, batch, use_cue_mask=True)
+    assert grid.shape == (96, 128, 3) and grid.dtype == np.uint8
+    assert (grid[:, :32] == 255).all() and (grid[:, 96:] == 0).all()
+    assert (grid[:, 32:64] == 128).all()  # no cue: the middle of the range
+
+
+def test_build_config_applies_overrides_and_checks_them(tmp_path):
+    config = build_config("small", source=str(tmp_path), epochs=3, no_cues=True, seed=None)
+    assert config.model.image_size == 128 and config.train.epochs == 3
+    assert config.data.source == str(tmp_path.resolve()) and config.data.no_cues
+    assert build_config("smoke", steps=5).train.steps == 5
+    with pytest.raises(UserError, match="image_size"):
+        build_config("smoke", image_size=48)
+    with pytest.raises(UserError, match="unknown preset"):
+        build_config("huge")
