@@ -15,8 +15,8 @@ the input:
 * Example `n` of the stream (counted from the start of training) is augmented, and its cue mask
   drawn, by the stateless seed `(seed, n)`.
 
-So the stream from step `k` on is fully determined by the config and `k`: resuming at step `k` starts at epoch `k * B // N` and skips the examples already used in it,
-without preparing them.
+So the stream from step `k` on is fully determined by the config and `k`: resuming at step `k`
+starts at epoch `k * B // N` and skips the examples already used in it, without preparing them.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ class TrainStep:
             means = context.all_reduce(
                 tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in self._replica_averaged]
             )
-            for variable, mean in zip(self._replica_averaged, means):
+            for variable, mean in zip(self._replica_averaged, means, strict=True):
                 variable.assign(mean)
         return losses
 

@@ -85,7 +85,9 @@ def _check_tf_config() -> None:
         task = spec["task"]
         task["type"], int(task["index"])
     except (ValueError, KeyError, TypeError):
-        raise UserError("TF_CONFIG: not valid JSON with cluster.worker and task.type/index") from None
+        raise UserError(
+            "TF_CONFIG: not valid JSON with cluster.worker and task.type/index"
+        ) from None
     if not workers:
         raise UserError("TF_CONFIG: cluster.worker lists no workers")
 

@@ -1,4 +1,4 @@
-"""UNetGenerator and PatchDiscriminator: shapes, parameter counts, config and .keras round-trips."""
+"""UNetGenerator and PatchDiscriminator: shapes, parameter counts, config and file round trips."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def test_every_epoch_has_its_own_order_and_augmentation():
     config = _config()
     data = load_training_data(config, 2)
     first, second = _images(config, data, 0, 6)[:3], _images(config, data, 0, 6)[3:]
-    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     other_seed = _config()
     other_seed.train.seed = 1
     assert not np.array_equal(_images(config, data, 0, 1)[0],

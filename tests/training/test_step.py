@@ -78,9 +78,9 @@ def test_a_step_updates_both_networks_and_counts():
     assert int(counter.numpy()) == 2
     assert int(step.g_optimizer.iterations.numpy()) == 2
     assert any(np.abs(a - v.numpy()).max() > 0
-               for a, v in zip(g_before, step.generator.trainable_variables))
+               for a, v in zip(g_before, step.generator.trainable_variables, strict=True))
     assert any(np.abs(a - v.numpy()).max() > 0
-               for a, v in zip(d_before, step.discriminator.trainable_variables))
+               for a, v in zip(d_before, step.discriminator.trainable_variables, strict=True))
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

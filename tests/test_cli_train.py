@@ -1,0 +1,97 @@
+"""`manga-pix2pix train` end to end on synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import keras
+import pytest
+from click.testing import CliRunner
+
+from manga_pix2pix.cli import main
+from manga_pix2pix.config import Config
+
+SMOKE = ["train", "--preset", "smoke", "--synthetic-count", "8"]
+
+
+def _train(*args: str):
+    return CliRunner().invoke(main, [*SMOKE, *args])
+
+
+def test_help_lists_the_options():
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0
+    for option in ("--data", "--data-dir", "--no-cues", "--preset", "--epochs", "--steps",
+                   "--batch-size", "--image-size", "--run-dir", "--init-from", "--strategy",
+                   "--tpu", "--precision", "--xla", "--seed", "--quiet", "--holdout-fraction"):
+        assert option in result.output, option
+    assert "Example:" in result.output
+
+
+def test_train_writes_the_whole_run_directory(tmp_path):
+    run = tmp_path / "run"
+    result = _train("--steps", "5", "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    assert "trained to step 5" in result.output
+    config = Config.from_dict(json.loads((run / "config.json").read_text()))
+    assert config.preset == "smoke" and config.train.steps == 5
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["steps"] == 5 and summary["epochs"] == 1.25
+    assert summary["images_per_second"] > 0
+    assert set(summary["final_losses"]) == {"g_total", "g_gan", "g_l1", "d_total", "d_real",
+                                            "d_fake"}
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-5.index"]
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    previews = sorted(p.name for p in (run / "previews").iterdir())
+    assert previews == ["epoch_0001.png", "epoch_0002.png"]
+    grid = cv2.imread(str(run / "previews" / "epoch_0001.png"))
+    assert grid.shape == (4 * 32, 4 * 32, 3)
+    generator = keras.saving.load_model(run / "generator.keras")
+    assert generator.uses_cues is True
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files
+
+    # Running the same command again resumes; with more steps it trains on.
+    result = _train("--steps", "6", "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    assert "Resuming" in result.output and "trained to step 6" in result.output
+
+    # A different model in the same run directory is refused in one line.
+    result = _train("--steps", "6", "--image-size", "64", "--run-dir", str(run))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert "image_size 32 -> 64" in result.output
+
+
+def test_no_cues_trains_a_cue_free_model(tmp_path):
+    run = tmp_path / "run"
+    result = _train("--no-cues", "--steps", "1", "--quiet", "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    assert keras.saving.load_model(run / "generator.keras").uses_cues is False
+    assert json.loads((run / "config.json").read_text())["data"]["no_cues"] is True
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--complexity-ceiling", "0"], "above the ceiling of 0.0%"),
+        (["--data", "no_such_dataset_here"], "neither a folder nor a known TFDS dataset"),
+        (["--epochs", "1", "--steps", "1"], "not both"),
+        (["--image-size", "48"], "image_size: must be a power of two"),
+        (["--batch-size", "16"], "fewer than one batch of 16"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(tmp_path, args, message):
+    result = _train(*args, "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "generator.keras").exists()
+
+
+def test_a_missing_tfds_dataset_is_a_clear_error(tmp_path):
+    result = _train("--data", "mnist", "--data-dir", str(tmp_path / "nothing"),
+                    "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert "not built" in result.output and "Traceback" not in result.output
