@@ -130,7 +130,7 @@ def _make_source(options: BuildOptions):
     )
 
     if options.source == "synthetic":
-        return SyntheticSource(options.image_size, options.busy_fraction)
+        return SyntheticSource(options.image_size, options.busy_fraction, options.test_fraction)
     if options.source == "folder":
         if options.folder is None:
             raise UserError("--source folder needs --folder PATH")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from manga_pix2pix.data.pipeline import load_images
 from manga_pix2pix.data.synthetic import synthetic_image
 from manga_pix2pix.dataset_build import complexity_histogram, manual_dir_of
 from manga_pix2pix.imageio import encode_image, read_image
-from tfds_danbooru.scrape.local import folder_id
+from tfds_danbooru.scrape.local import SyntheticSource, folder_id
 
 
 def run(*args):
@@ -37,16 +39,18 @@ def test_synthetic_build_with_busy_images_then_a_rerun(tmp_path):
     assert result.exit_code == 0, result.output
     assert "kept: 24 new" in result.output
     examples = list(tfds.load("danbooru/64", data_dir=str(data_dir), split="train+test"))
-    assert sorted(int(e["id"]) for e in examples) == list(range(1, 25))
+    posts = itertools.islice(SyntheticSource(64, test_fraction=0.05).iter_posts(), 24)
+    expected = [p.id for p in posts]
+    assert sorted(int(e["id"]) for e in examples) == expected
     busy = [float(e["complexity"]) for e in examples if b"busy_style" in list(e["tags"].numpy())]
     plain = [float(e["complexity"]) for e in examples
              if b"cel_style" in list(e["tags"].numpy())]
     assert 2 <= len(busy) <= 14 and len(busy) + len(plain) == 24
     assert np.mean(busy) > np.mean(plain)
     # The packed image is the drawing at 64 px, unchanged.
-    first = next(e for e in examples if int(e["id"]) == 1)
+    first = next(e for e in examples if int(e["id"]) == expected[0])
     np.testing.assert_array_equal(first["image"].numpy(), read_image(
-        manual_dir_of(data_dir) / "images" / "1.png"))
+        manual_dir_of(data_dir) / "images" / f"{expected[0]}.png"))
     histogram = read_image(data_dir / "complexity-64.png")
     assert histogram.shape == (400, 720, 3) and (histogram < 128).any()
 

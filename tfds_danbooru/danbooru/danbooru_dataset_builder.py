@@ -9,7 +9,6 @@ it holds `manifest.sqlite`, else its `danbooru/` subfolder (where `build-dataset
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from manga_pix2pix.data.sketch import image_complexity
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import read_image
 from tfds_danbooru.scrape.manifest import MANIFEST_NAME, Row, read_done_rows
+from tfds_danbooru.splits import split_hash
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,6 @@ def make_config(image_size: int = 256, crop: str = "center",
 def _describe(size: int, crop: str, test_fraction: float) -> str:
     return (f"{size}x{size} images, short side resized then {crop}-cropped; "
             f"{test_fraction * 100:g}% of post ids in test")
-
-
-def split_hash(post_id: int) -> float:
-    """A post id's fixed place in [0, 1): the first 8 bytes of SHA-256("danbooru:<id>")."""
-    digest = hashlib.sha256(f"danbooru:{post_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def assign_splits(rows: list[Row], test_fraction: float) -> tuple[list[Row], list[Row]]:

@@ -8,7 +8,8 @@ are empty and the rating is "" (unknown).
 Synthetic: post ids are the seeds 1, 2, 3, ... of `manga_pix2pix.data.synthetic`; rating "g",
 tags `tags_of(seed, detail)`. A fraction of the seeds, chosen by a hash of the seed, is drawn
 with `detail=3.0` (busier, higher-complexity images tagged `busy_style`) so that evaluation has
-an "interpolation" set of an unseen style.
+an "interpolation" set of an unseen style. The last `TEST_ONLY_CHARACTERS` characters appear
+only in the test split, so that evaluation has a "transfer" set of unseen characters.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from manga_pix2pix.data.synthetic import synthetic_image, tags_of
+from manga_pix2pix.data.synthetic import NUM_CHARACTERS, character_of, synthetic_image, tags_of
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import IMAGE_SUFFIXES, encode_image
 from tfds_danbooru.scrape.http import FetchError
 from tfds_danbooru.scrape.posts import Post, Source
+from tfds_danbooru.splits import split_hash
+
+#: Characters drawn only into the test split, so the evaluation's "transfer" task (characters
+#: never seen in training) is not empty on synthetic data.
+TEST_ONLY_CHARACTERS = 2
 
 #: Detail of the synthetic "busy" style.
 BUSY_DETAIL = 3.0
@@ -98,23 +104,33 @@ class SyntheticSource(Source):
     Args:
         image_size: the side of the square images drawn.
         busy_fraction: the share of seeds drawn with `detail=3.0`.
+        test_fraction: the builder's test share; seeds of the last `TEST_ONLY_CHARACTERS`
+            characters are kept only where they fall in the test split.
     """
 
     name = "synthetic"
 
-    def __init__(self, image_size: int = 256, busy_fraction: float = 0.1):
+    def __init__(self, image_size: int = 256, busy_fraction: float = 0.1,
+                 test_fraction: float = 0.05):
         if not 0.0 <= busy_fraction <= 1.0:
             raise ValueError(f"busy_fraction: must be in [0, 1], got {busy_fraction}")
         self.image_size = image_size
         self.busy_fraction = busy_fraction
+        self.test_fraction = test_fraction
 
     def detail(self, seed: int) -> float:
         """The detail the image of `seed` is drawn with."""
         return BUSY_DETAIL if is_busy(seed, self.busy_fraction) else 1.0
 
     def iter_posts(self) -> Iterator[Post]:
-        """Yields seeds 1, 2, 3, ... without end (the collector stops at its maximum)."""
+        """Yields seeds 1, 2, 3, ... without end (the collector stops at its maximum).
+
+        Seeds of a test-only character that would land in the train split are left out.
+        """
         for seed in itertools.count(1):
+            test_only = character_of(seed) >= NUM_CHARACTERS - TEST_ONLY_CHARACTERS
+            if test_only and split_hash(seed) >= self.test_fraction:
+                continue
             yield Post(id=seed, tags=tuple(tags_of(seed, self.detail(seed))), rating="g",
                        width=self.image_size, height=self.image_size, ext="png")
 
