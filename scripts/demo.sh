@@ -47,8 +47,8 @@ show manga-pix2pix train --data "$DATASET" --data-dir "$DATA_DIR" --preset small
 echo
 echo "== 3. Evaluate on the held-out split: the model with and without cues against baselines"
 show manga-pix2pix evaluate --model "$RUN" --data "$DATASET" --data-dir "$DATA_DIR" -o "$EVAL"
-echo "(The synthetic source draws 12 characters and every one is in the training split, so the"
-echo "transfer task, unseen characters, is empty here; on real data it holds them.)"
+echo "(Two of the synthetic source's 12 characters are drawn only into the test split: they make"
+echo "the transfer task, characters the model has never seen.)"
 
 echo
 echo "== 4. Colour a new drawing: its sketch and a cue layer, as an artist would give them"
@@ -58,7 +58,7 @@ import sys
 from manga_pix2pix.data.synthetic import synthetic_image
 from manga_pix2pix.imageio import write_image
 
-# A seed the dataset does not hold (it has seeds 1-400), drawn at 256 px: twice the model's size.
+# A seed far past the dataset's (its 400 seeds start at 1), at 256 px: twice the model's size.
 write_image(sys.argv[1], synthetic_image(9001, 256))
 PY
 show manga-pix2pix sketchify "$SAMPLE/colour.png" -o "$SAMPLE/sketch.png"
