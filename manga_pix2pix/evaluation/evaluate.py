@@ -329,12 +329,15 @@ def _examples(source: _Source, loaded: LoadedModel, batch_size: int) -> tf.data.
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _predictions(loaded: LoadedModel, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+def _predictions(
+    loaded: LoadedModel, batch: dict[str, tf.Tensor], norm_stats: str = "moving"
+) -> dict[str, tf.Tensor]:
     """Every method's colour image in [0, 1] for a batch (see the module docstring)."""
+    generate = loaded.generator(norm_stats)
 
     def colour(cues, mask):
         x = generator_inputs(batch["sketch"], cues, mask if loaded.use_cue_mask else None)
-        return (tf.clip_by_value(loaded.generate(x), -1.0, 1.0) + 1.0) / 2.0
+        return (tf.clip_by_value(generate(x), -1.0, 1.0) + 1.0) / 2.0
 
     lines = (batch["sketch"] + 1.0) / 2.0
     cue_layer = (batch["cues"] + 1.0) / 2.0
@@ -438,6 +441,7 @@ def evaluate(
     max_images: int | None = None,
     batch_size: int = 8,
     figure_rows: int = 6,
+    norm_stats: str = "moving",
     output_dir: str | Path | None = None,
     on_start: Callable[[int | None], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
@@ -455,6 +459,7 @@ def evaluate(
         max_images: evaluate at most this many images (synthetic: how many to draw, 64).
         batch_size: images per generator call.
         figure_rows: examples per task figure (the first ones of each task, in data order).
+        norm_stats: batch norm's statistics, `moving` or `image` (as `colorize --norm-stats`).
         output_dir: where to write `metrics.json`, `metrics.md` and `figures/<task>.png`
             (created if missing); None writes nothing.
         on_start: called once with the number of images (None if unknown).
@@ -497,7 +502,7 @@ def evaluate(
             batch_tasks.append(
                 tasks.assign_task(tags, float(complexity), seen, character_tags, threshold)
             )
-        results.add(batch, _predictions(loaded, batch), batch_tasks)
+        results.add(batch, _predictions(loaded, batch, norm_stats), batch_tasks)
         if on_batch is not None:
             on_batch(len(batch_tasks))
     if not results.tasks:
@@ -508,6 +513,7 @@ def evaluate(
         "model": str(model.path),
         "image_size": loaded.image_size,
         "uses_cues": loaded.uses_cues,
+        "norm_stats": norm_stats,
         "data": data,
         "data_dir": data_dir,
         "held_out": source.held_out,

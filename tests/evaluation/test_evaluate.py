@@ -260,3 +260,22 @@ def test_the_runs_own_folder_gives_only_its_held_out_images(tmp_path):
     own, separate = ev.evaluate(model, str(folder)), ev.evaluate(model, str(alone))
     assert own.counts["all"] == separate.counts["all"] == 3
     assert own.metrics == separate.metrics
+
+
+def test_norm_stats_image_uses_each_images_own_statistics(run_dir):
+    model = ev.load_model(run_dir)
+    moving = ev.evaluate(model, "synthetic", max_images=4, batch_size=4)
+    own = ev.evaluate(model, "synthetic", max_images=4, batch_size=4, norm_stats="image")
+    assert own.info["norm_stats"] == "image" and moving.info["norm_stats"] == "moving"
+    # The baselines do not involve the generator; the model rows do.
+    assert own.metrics["all"]["cue_layer"] == moving.metrics["all"]["cue_layer"]
+    assert own.metrics["all"]["model_cues"]["l1"] != moving.metrics["all"]["model_cues"]["l1"]
+    generate = model.loaded.generate_per_image
+    ex = prepare_example(synthetic_image(TRAIN_COUNT, 32), seed=0, training=False,
+                         cue_masks=ev.FULL_CUES, image_size=32)
+    x = tf.concat([ex["sketch"], ex["cues"], ex["cue_mask"]], -1)[None]
+    single = ev.evaluate(model, "synthetic", max_images=1, norm_stats="image")
+    truth = synthetic_image(TRAIN_COUNT, 32).astype(np.float32) / 255.0
+    output = (np.clip(generate(x)[0].numpy(), -1, 1) + 1) / 2
+    assert single.metrics["all"]["model_cues"]["l1"] == pytest.approx(
+        np.abs(output - truth).mean(), abs=1e-5)
