@@ -119,6 +119,93 @@ def cues(color, output, sigma):
 
 
 @main.command()
+@click.option("-m", "--model", "model_path", required=True, type=click.Path(exists=True),
+              help="A run directory, a .keras generator file or an exported SavedModel folder.")
+@click.option("--data", default=None,
+              help="'synthetic', a folder of held-out images, or a TFDS name such as "
+                   "'danbooru' [default: the run's training source].")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="The TFDS data folder (for a TFDS --data) [default: the run's].")
+@click.option("--split", default="test", show_default=True, help="The held-out TFDS split.")
+@click.option("--train-split", default="train", show_default=True,
+              help="The TFDS split the model was trained on (whose character tags it has seen).")
+@click.option("--character-tags", default="character_*", show_default=True,
+              help="Which tags name characters: comma-separated globs, or a file of tags, "
+                   "one per line.")
+@click.option("--complexity-ceiling", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The training complexity ceiling, percent [default: the run's, else 40].")
+@click.option("--max-images", type=click.IntRange(min=1), default=None,
+              help="Evaluate at most this many images [synthetic: draw this many, default 64].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images per generator call.")
+@click.option("--figure-rows", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Examples per task figure.")
+@click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
+              show_default=True,
+              help="Batch-norm statistics, as in colorize: the training run's moving averages, "
+                   "or each image's own.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for metrics.json, metrics.md and figures/ (created if missing).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@user_errors
+def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
+             max_images, batch_size, figure_rows, norm_stats, output, quiet):
+    """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
+
+    Rows: the model with full cues, with cues withheld, and three baselines (the
+    cue layer, the cue layer with the sketch's lines, the sketch alone). Sections:
+    all images and the original's three tasks: color (a character seen in
+    training), transfer (no character seen), interpolation (complexity >= 1.2 x
+    the training ceiling). Writes metrics.json, metrics.md and one figure per task
+    (sketch | cues | output | truth) into the output folder.
+
+    Example:
+
+        manga-pix2pix evaluate --model run --data danbooru --data-dir data -o eval
+
+        manga-pix2pix evaluate --model run --data synthetic --max-images 200 -o eval
+    """
+    import contextlib
+
+    from manga_pix2pix.evaluation import evaluate as ev
+    from manga_pix2pix.evaluation.tasks import parse_character_tags
+
+    model = ev.load_model(model_path)
+    if data is None:
+        if model.config is None:
+            raise click.UsageError("give --data: the model has no config.json to take it from")
+        data = model.config.data.source
+        data_dir = data_dir or model.config.data.data_dir
+    tags = parse_character_tags(character_tags)
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def on_start(total):
+            nonlocal bar
+            if not quiet:
+                bar = stack.enter_context(
+                    click.progressbar(length=total or 0, label="evaluating", file=sys.stderr)
+                )
+
+        def on_batch(n):
+            if bar is not None:
+                bar.update(n)
+
+        report = ev.evaluate(
+            model, data, data_dir=data_dir, split=split, train_split=train_split,
+            character_tags=tags, complexity_ceiling=complexity_ceiling, max_images=max_images,
+            batch_size=batch_size, figure_rows=figure_rows, norm_stats=norm_stats,
+            output_dir=output, on_start=on_start, on_batch=on_batch,
+        )
+    if not quiet:
+        counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+        click.echo(f"images: {counts}")
+        click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")
+        for task, name in report.figures.items():
+            click.echo(f"figure ({task}): {os.path.join(output, name)}")
+
+
+@main.command()
 @click.argument("sketches", nargs=-1, required=True, type=click.Path())
 @click.option("-m", "--model", required=True, type=click.Path(),
               help="A run directory, a .keras generator file or an exported SavedModel folder.")
@@ -208,89 +295,6 @@ def export(model, output, fmt, norm_stats, force):
     from manga_pix2pix.inference.export import export_model
 
     export_model(model, output, fmt, norm_stats=norm_stats, force=force)
-
-
-@main.command()
-@click.option("-m", "--model", "model_path", required=True, type=click.Path(exists=True),
-              help="A run directory, a .keras generator file or an exported SavedModel folder.")
-@click.option("--data", default=None,
-              help="'synthetic', a folder of held-out images, or a TFDS name such as "
-                   "'danbooru' [default: the run's training source].")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="The TFDS data folder (for a TFDS --data) [default: the run's].")
-@click.option("--split", default="test", show_default=True, help="The held-out TFDS split.")
-@click.option("--train-split", default="train", show_default=True,
-              help="The TFDS split the model was trained on (whose character tags it has seen).")
-@click.option("--character-tags", default="character_*", show_default=True,
-              help="Which tags name characters: comma-separated globs, or a file of tags, "
-                   "one per line.")
-@click.option("--complexity-ceiling", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="The training complexity ceiling, percent [default: the run's, else 40].")
-@click.option("--max-images", type=click.IntRange(min=1), default=None,
-              help="Evaluate at most this many images [synthetic: draw this many, default 64].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images per generator call.")
-@click.option("--figure-rows", type=click.IntRange(min=1), default=6, show_default=True,
-              help="Examples per task figure.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Folder for metrics.json, metrics.md and figures/ (created if missing).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
-@user_errors
-def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
-             max_images, batch_size, figure_rows, output, quiet):
-    """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
-
-    Rows: the model with full cues, with cues withheld, and three baselines (the
-    cue layer, the cue layer with the sketch's lines, the sketch alone). Sections:
-    all images and the original's three tasks: color (a character seen in
-    training), transfer (no character seen), interpolation (complexity >= 1.2 x
-    the training ceiling). Writes metrics.json, metrics.md and one figure per task
-    (sketch | cues | output | truth) into the output folder.
-
-    Example:
-
-        manga-pix2pix evaluate --model run --data danbooru --data-dir data -o eval
-
-        manga-pix2pix evaluate --model run --data synthetic --max-images 200 -o eval
-    """
-    import contextlib
-
-    from manga_pix2pix.evaluation import evaluate as ev
-    from manga_pix2pix.evaluation.tasks import parse_character_tags
-
-    model = ev.load_model(model_path)
-    if data is None:
-        if model.config is None:
-            raise click.UsageError("give --data: the model has no config.json to take it from")
-        data = model.config.data.source
-        data_dir = data_dir or model.config.data.data_dir
-    tags = parse_character_tags(character_tags)
-    with contextlib.ExitStack() as stack:
-        bar = None
-
-        def on_start(total):
-            nonlocal bar
-            if not quiet:
-                bar = stack.enter_context(
-                    click.progressbar(length=total or 0, label="evaluating", file=sys.stderr)
-                )
-
-        def on_batch(n):
-            if bar is not None:
-                bar.update(n)
-
-        report = ev.evaluate(
-            model, data, data_dir=data_dir, split=split, train_split=train_split,
-            character_tags=tags, complexity_ceiling=complexity_ceiling, max_images=max_images,
-            batch_size=batch_size, figure_rows=figure_rows, output_dir=output,
-            on_start=on_start, on_batch=on_batch,
-        )
-    if not quiet:
-        counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
-        click.echo(f"images: {counts}")
-        click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")
-        for task, name in report.figures.items():
-            click.echo(f"figure ({task}): {os.path.join(output, name)}")
 
 
 @main.command("build-dataset")
@@ -468,3 +472,7 @@ def train(run_dir, preset_name, init_from, quiet, **options):
 
 
 # -- commands end --
+
+
+if __name__ == "__main__":
+    main()
