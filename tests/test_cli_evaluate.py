@@ -43,8 +43,7 @@ def test_evaluate_writes_every_row_task_and_figure(run_dir, tmp_path):
         assert set(body["metrics"][section]) == {
             "model_cues", "model_no_cues", "cue_layer", "cue_lines", "sketch_only"
         }
-        if section != "all":
-            assert (out / body["figures"][section]).is_file()
+        assert (out / body["figures"][section]).is_file()
     assert (out / "metrics.md").read_text().startswith("# Evaluation")
     assert "figure (transfer):" in result.output
     # Deterministic: the same command gives the same numbers.

@@ -360,7 +360,7 @@ class _Results:
         self.figure_rows = figure_rows
         self.per_image = {m: {k: [] for k in METRICS} for m in METHODS}
         self.tasks: list[str | None] = []
-        self.figure_tiles: dict[str, list[list[np.ndarray]]] = {t: [] for t in tasks.TASKS}
+        self.figure_tiles: dict[str, list[list[np.ndarray]]] = {t: [] for t in SECTIONS}
 
     @property
     def labels(self) -> list[str]:
@@ -377,11 +377,13 @@ class _Results:
         self.tasks.extend(batch_tasks)
         columns = ["sketch_only", "cue_layer"] + ["model_cues"] * self.uses_cues
         for i, task in enumerate(batch_tasks):
-            if task is None or len(self.figure_tiles[task]) >= self.figure_rows:
-                continue
-            row = [predictions[c][i] for c in columns]
-            row += [predictions["model_no_cues"][i], truth[i]]
-            self.figure_tiles[task].append([_to_uint8(tile) for tile in row])
+            # Every image can head the `all` figure; a task's figure takes its own images.
+            for section in ("all", task):
+                if section is None or len(self.figure_tiles[section]) >= self.figure_rows:
+                    continue
+                row = [predictions[c][i] for c in columns]
+                row += [predictions["model_no_cues"][i], truth[i]]
+                self.figure_tiles[section].append([_to_uint8(tile) for tile in row])
 
     def members(self) -> dict[str, np.ndarray]:
         """Section -> boolean mask over the images."""

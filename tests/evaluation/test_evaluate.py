@@ -132,7 +132,7 @@ def test_one_figure_per_task(synthetic_report):
     report, out = synthetic_report
     import cv2
 
-    assert set(report.figures) == {"color", "transfer", "interpolation"}
+    assert set(report.figures) == {"all", "color", "transfer", "interpolation"}
     for task, name in report.figures.items():
         figure = cv2.imread(str(out / name))
         rows = min(6, report.counts[task])
@@ -164,7 +164,7 @@ def test_a_folder_has_no_tags_so_only_interpolation_is_split(run_dir, tmp_path):
     )
     assert report.counts == {"all": 5, "color": 0, "transfer": 0, "interpolation": 5}
     assert "character tags" in report.info["empty_reasons"]["color"]
-    assert set(report.figures) == {"interpolation"}
+    assert set(report.figures) == {"all", "interpolation"}
 
 
 def test_bad_input_is_a_user_error(run_dir, tmp_path):
@@ -233,7 +233,7 @@ def test_tfds_task_split_follows_the_definitions(tfds_dir, tmp_path, size):
     assert report.counts == expected
     assert report.info["training_characters"] == sorted(seen)
     assert expected["interpolation"] > 0 and expected["color"] > 0
-    assert set(report.figures) == {t for t in ev.tasks.TASKS if expected[t]}
+    assert set(report.figures) == {"all"} | {t for t in ev.tasks.TASKS if expected[t]}
 
 
 def test_a_missing_tfds_split_is_a_user_error(tfds_dir, run_dir):
