@@ -15,11 +15,58 @@ def conv_init() -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Keras batch normalisation over the channels of NHWC images, as one fused TF kernel.
+
+    The same variables and arithmetic as `keras.layers.BatchNormalization` (moving variance
+    from the biased batch variance), but forward and backward are TensorFlow's
+    `FusedBatchNormV3` and its gradient instead of a dozen element-wise ops: about 5% of a
+    pix2pix train step on CPU. Other inputs (masks, renorm, other axes) use the Keras path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if (mask is not None or self.renorm or len(inputs.shape) != 4
+                or self.axis not in (-1, 3) or not (self.scale and self.center)):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        dtype = inputs.dtype if inputs.dtype in (tf.float16, tf.bfloat16) else tf.float32
+        x = tf.cast(inputs, dtype)
+        gamma = tf.cast(self.gamma, tf.float32)
+        beta = tf.cast(self.beta, tf.float32)
+        if training and self.trainable:
+            empty = tf.constant([], tf.float32)
+            y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
+                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            )
+            # The kernel returns the unbiased variance; Keras averages the biased one.
+            shape = tf.shape(x)
+            n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+            variance = variance * tf.maximum(n - 1.0, 0.0) / n
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + variance * (1.0 - momentum)
+            )
+        else:
+            y, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta,
+                mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32),
+                epsilon=self.epsilon, data_format="NHWC", is_training=False,
+            )
+        return tf.cast(y, self.compute_dtype)
+
+
 def make_norm(norm: str | None, name: str) -> keras.layers.Layer | None:
     """A batch norm, an instance norm (per-sample, per-channel) or nothing."""
     if norm is None:
         return None
     if norm == "batch":
+        if keras.backend.backend() == "tensorflow":
+            return FusedBatchNormalization(momentum=0.9, epsilon=1e-3, name=name)
         return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, name=name)
     if norm == "instance":
         return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)

@@ -48,6 +48,45 @@ class SecondHalfLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate, "total_steps": self.total_steps}
 
 
+def _handle(variable):
+    """The resource handle of a Keras or TensorFlow variable (the local copy under a strategy)."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
+
+
+@keras.saving.register_keras_serializable(package="manga_pix2pix")
+class FusedAdam(keras.optimizers.Adam):
+    """Adam computed by TensorFlow's fused `ResourceApplyAdam` kernel.
+
+    The arithmetic of `keras.optimizers.Adam` (without AMSGrad), but one multi-threaded pass
+    over each variable and its two moments instead of about a dozen element-wise ops, each
+    reading and writing whole tensors: with 57 million parameters the update is memory-bound,
+    and this makes it several times cheaper.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable),
+            m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+
 def make_optimizer(train: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
     """One Adam optimiser as configured (wrapped for loss scaling under `mixed_float16`).
 
@@ -56,7 +95,7 @@ def make_optimizer(train: TrainConfig, total_steps: int) -> keras.optimizers.Opt
     lr = train.learning_rate
     if train.lr_decay == "linear":
         lr = SecondHalfLinearDecay(train.learning_rate, total_steps)
-    optimizer = keras.optimizers.Adam(learning_rate=lr, beta_1=train.beta_1)
+    optimizer = FusedAdam(learning_rate=lr, beta_1=train.beta_1)
     if train.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
