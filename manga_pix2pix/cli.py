@@ -152,8 +152,9 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
              max_images, batch_size, figure_rows, norm_stats, output, quiet):
     """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
 
-    Rows: the model with full cues, with cues withheld, and three baselines (the
-    cue layer, the cue layer with the sketch's lines, the sketch alone). Sections:
+    Rows: the model with full cues, with cues only in a few strokes, with cues
+    withheld, and three baselines (the cue layer, the cue layer with the sketch's
+    lines, the sketch alone). Sections:
     all images and the original's three tasks: color (a character seen in
     training), transfer (no character seen), interpolation (complexity >= 1.2 x
     the training ceiling). Writes metrics.json, metrics.md and one figure per task

@@ -41,7 +41,8 @@ def test_evaluate_writes_every_row_task_and_figure(run_dir, tmp_path):
     for section in ("all", "color", "transfer", "interpolation"):
         assert body["counts"][section] > 0, section
         assert set(body["metrics"][section]) == {
-            "model_cues", "model_no_cues", "cue_layer", "cue_lines", "sketch_only"
+            "model_cues", "model_partial_cues", "model_no_cues", "cue_layer", "cue_lines",
+            "sketch_only",
         }
         assert (out / body["figures"][section]).is_file()
     assert (out / "metrics.md").read_text().startswith("# Evaluation")

@@ -3,6 +3,8 @@
 Methods (the rows of the report), each compared with the true colour image in [0, 1]:
     model_cues: the model given the full cue layer (the paper's setting); n/a for a model
         trained without cues.
+    model_partial_cues: the model given the cue layer only inside a stroke- and blob-shaped
+        mask, as an artist gives a few rough strokes; n/a for a model trained without cues.
     model_no_cues: the model with cues withheld (cues and cue mask 0).
     cue_layer: the cue layer itself, the blurred colour image (a baseline).
     cue_lines: the cue layer with the sketch's lines multiplied over it (a baseline).
@@ -10,6 +12,9 @@ Methods (the rows of the report), each compared with the true colour image in [0
 
 Each held-out image is derived deterministically by the pipeline's `prepare_example`: no
 augmentation, the image resized and centre-cropped to the model's size, the full cue layer.
+The stroke mask of `model_partial_cues` is drawn as training draws a partial mask
+(`random_cue_mask` with only partial masks), keyed by `PARTIAL_CUE_SEED` and the image's index
+among the held-out images, so every run gives the same masks; cues outside it are 0.
 Tasks (`color`, `transfer`, `interpolation`) are defined in `manga_pix2pix.evaluation.tasks`;
 `all` is every held-out image.
 
@@ -37,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from manga_pix2pix.config import Config, DataConfig, TrainConfig
-from manga_pix2pix.data.cues import CueMaskConfig
+from manga_pix2pix.data.cues import CueMaskConfig, apply_mask, random_cue_mask
 from manga_pix2pix.data.pipeline import load_images, prepare_example
 from manga_pix2pix.data.sketch import image_complexity
 from manga_pix2pix.errors import UserError
@@ -54,6 +59,7 @@ log = logging.getLogger(__name__)
 #: Report rows: method name -> what it is.
 METHODS = {
     "model_cues": "model, full cues",
+    "model_partial_cues": "model, stroke cues",
     "model_no_cues": "model, no cues",
     "cue_layer": "baseline: cue layer (blurred colour)",
     "cue_lines": "baseline: cue layer x sketch lines",
@@ -63,6 +69,10 @@ METHODS = {
 SECTIONS = ("all",) + tasks.TASKS
 DEFAULT_SYNTHETIC_COUNT = 64
 FULL_CUES = CueMaskConfig(p_full=1.0, p_partial=0.0, p_none=0.0)
+#: The `model_partial_cues` row's masks: always strokes and blobs, with training's defaults.
+PARTIAL_CUES = CueMaskConfig(p_full=0.0, p_partial=1.0, p_none=0.0)
+#: With the image's index, the stateless seed of its stroke mask.
+PARTIAL_CUE_SEED = 1
 
 
 @dataclass
@@ -244,7 +254,8 @@ class EvaluationReport:
         info: how it was run (model, data, split, image size, ceiling, ...).
         counts: held-out images per section (`all` and each task).
         metrics: `metrics[section][method]` -> `{"l1", "psnr", "ssim"}`, or None where the
-            method does not apply (model_cues for a cue-free model) or the section is empty.
+            method does not apply (model_cues and model_partial_cues for a cue-free model) or
+            the section is empty.
         figures: section -> figure file name (relative to the output folder).
     """
 
@@ -309,7 +320,10 @@ class EvaluationReport:
 
 
 def _examples(source: _Source, loaded: LoadedModel, batch_size: int) -> tf.data.Dataset:
-    """Batches of evaluation examples: full cues, no augmentation, with complexity and tags."""
+    """Batches of evaluation examples: full cues, no augmentation, with complexity and tags.
+
+    For a model trained with cues each example also has `partial_cue_mask`, its stroke mask.
+    """
 
     def prepare(index, ex):
         out = prepare_example(
@@ -320,6 +334,10 @@ def _examples(source: _Source, loaded: LoadedModel, batch_size: int) -> tf.data.
             cue_sigma=loaded.cue_sigma,
             image_size=loaded.image_size,
         )
+        if loaded.uses_cues:
+            size = loaded.image_size
+            seed = tf.stack([tf.constant(PARTIAL_CUE_SEED, tf.int64), index])
+            out["partial_cue_mask"] = random_cue_mask(size, size, seed, PARTIAL_CUES)
         out["complexity"] = ex["complexity"]
         # One string per image (tags joined) so that examples batch despite their tag counts.
         out["tags"] = tf.strings.reduce_join(ex["tags"], separator="\n") if "tags" in ex else ""
@@ -349,6 +367,8 @@ def _predictions(
     }
     if loaded.uses_cues:
         out["model_cues"] = colour(batch["cues"], batch["cue_mask"])
+        strokes = batch["partial_cue_mask"]
+        out["model_partial_cues"] = colour(apply_mask(batch["cues"], strokes), strokes)
     return out
 
 
@@ -366,7 +386,10 @@ class _Results:
     def labels(self) -> list[str]:
         """The figure's column titles."""
         if self.uses_cues:
-            return ["sketch", "cues", "output, cues", "output, no cues", "truth"]
+            return [
+                "sketch", "cues", "output, cues", "stroke cues", "output, strokes",
+                "output, no cues", "truth",
+            ]
         return ["sketch", "cues (unused)", "output, no cues", "truth"]
 
     def add(self, batch, predictions, batch_tasks: list[str | None]) -> None:
@@ -375,13 +398,22 @@ class _Results:
             for name, values in image_metrics(prediction, truth).items():
                 self.per_image[method][name].extend(values.numpy().tolist())
         self.tasks.extend(batch_tasks)
-        columns = ["sketch_only", "cue_layer"] + ["model_cues"] * self.uses_cues
+        if self.uses_cues:
+            # What the model is given for the stroke row: grey (cue 0) outside the strokes.
+            strokes = batch["partial_cue_mask"]
+            stroke_cues = (apply_mask(batch["cues"], strokes) + 1.0) / 2.0
         for i, task in enumerate(batch_tasks):
             # Every image can head the `all` figure; a task's figure takes its own images.
             for section in ("all", task):
                 if section is None or len(self.figure_tiles[section]) >= self.figure_rows:
                     continue
-                row = [predictions[c][i] for c in columns]
+                row = [predictions["sketch_only"][i], predictions["cue_layer"][i]]
+                if self.uses_cues:
+                    row += [
+                        predictions["model_cues"][i],
+                        stroke_cues[i],
+                        predictions["model_partial_cues"][i],
+                    ]
                 row += [predictions["model_no_cues"][i], truth[i]]
                 self.figure_tiles[section].append([_to_uint8(tile) for tile in row])
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from manga_pix2pix.cli import main
 from manga_pix2pix.config import preset
-from manga_pix2pix.data.cues import NO_CUES, gaussian_blur
+from manga_pix2pix.data.cues import NO_CUES, CueMaskConfig, gaussian_blur, random_cue_mask
 from manga_pix2pix.data.pipeline import prepare_example, resize_and_crop
 from manga_pix2pix.data.sketch import image_complexity
 from manga_pix2pix.data.synthetic import character_of, synthetic_image
@@ -76,6 +76,7 @@ def test_task_split_follows_the_definitions(synthetic_report):
 def test_every_row_and_section_is_reported(synthetic_report):
     report, out = synthetic_report
     body = json.loads((out / "metrics.json").read_text())
+    assert "model_partial_cues" in ev.METHODS and body["methods"] == ev.METHODS
     assert set(body["metrics"]) == {"all", "color", "transfer", "interpolation"}
     for section, rows in body["metrics"].items():
         assert set(rows) == set(ev.METHODS), section
@@ -119,6 +120,38 @@ def test_rows_match_a_direct_computation(run_dir, synthetic_report):
         assert report.metrics["all"][method]["l1"] == pytest.approx(np.mean(values), abs=1e-5)
 
 
+def test_stroke_cue_row_matches_a_direct_computation(run_dir):
+    model = ev.load_model(run_dir)
+    # Three images in batches of 2: the second batch's mask is keyed by index 2, not 0.
+    report = ev.evaluate(model, "synthetic", max_images=3, batch_size=2)
+    strokes_only = CueMaskConfig(p_full=0, p_partial=1, p_none=0)
+    errors = []
+    for i in range(3):
+        image = synthetic_image(TRAIN_COUNT + i, 32)
+        ex = prepare_example(image, seed=0, training=False, cue_masks=ev.FULL_CUES,
+                             image_size=32)
+        seed = tf.constant([ev.PARTIAL_CUE_SEED, i], tf.int64)
+        mask = random_cue_mask(32, 32, seed, strokes_only)
+        assert 0 < float(tf.reduce_mean(mask)) < 1  # a real partial mask
+        x = tf.concat([ex["sketch"], ex["cues"] * mask, mask], -1)[None]
+        output = (np.clip(model.loaded.generate(x)[0].numpy(), -1, 1) + 1) / 2
+        errors.append(np.abs(output - image.astype(np.float32) / 255.0).mean())
+    assert report.metrics["all"]["model_partial_cues"]["l1"] == pytest.approx(
+        np.mean(errors), abs=1e-5)
+    assert report.metrics["all"]["model_partial_cues"] != report.metrics["all"]["model_cues"]
+
+
+def test_stroke_cue_row_is_the_same_on_every_run(run_dir):
+    model = ev.load_model(run_dir)
+    first = ev.evaluate(model, "synthetic", max_images=4, batch_size=4)
+    again = ev.evaluate(model, "synthetic", max_images=4, batch_size=4)
+    assert first.metrics == again.metrics
+    # The masks follow the images, not the batches.
+    other = ev.evaluate(model, "synthetic", max_images=4, batch_size=3)
+    for name, value in first.metrics["all"]["model_partial_cues"].items():
+        assert other.metrics["all"]["model_partial_cues"][name] == pytest.approx(value, abs=1e-5)
+
+
 def test_withheld_cues_are_the_pipelines_no_cue_examples():
     image = synthetic_image(7, 32)
     full = prepare_example(image, seed=0, training=False, cue_masks=ev.FULL_CUES, image_size=32)
@@ -137,19 +170,27 @@ def test_one_figure_per_task(synthetic_report):
         figure = cv2.imread(str(out / name))
         rows = min(6, report.counts[task])
         assert figure.shape[0] == HEADER + rows * (MIN_TILE + GAP), task
-        assert figure.shape[1] == GAP + 5 * (MIN_TILE + GAP), task  # 5 columns with cues
+        assert figure.shape[1] == GAP + 7 * (MIN_TILE + GAP), task  # 7 columns with cues
 
 
 def test_a_model_trained_without_cues_has_no_cue_row(tmp_path):
     model = ev.load_model(make_run(tmp_path / "run", uses_cues=False))
     report = ev.evaluate(model, "synthetic", max_images=4, output_dir=tmp_path / "out")
     for section, rows in report.metrics.items():
-        assert rows["model_cues"] is None
+        assert rows["model_cues"] is None and rows["model_partial_cues"] is None
         if report.counts[section]:
             assert rows["model_no_cues"] is not None
     out = tmp_path / "out"
-    assert "| model, full cues | n/a | n/a | n/a |" in (out / "metrics.md").read_text()
-    assert json.loads((out / "metrics.json").read_text())["info"]["uses_cues"] is False
+    table = (out / "metrics.md").read_text()
+    assert "| model, full cues | n/a | n/a | n/a |" in table
+    assert "| model, stroke cues | n/a | n/a | n/a |" in table
+    body = json.loads((out / "metrics.json").read_text())
+    assert body["info"]["uses_cues"] is False
+    assert all(rows["model_partial_cues"] is None for rows in body["metrics"].values())
+    import cv2
+
+    figure = cv2.imread(str(out / report.figures["all"]))
+    assert figure.shape[1] == GAP + 4 * (MIN_TILE + GAP)  # no columns that need cues
 
 
 def test_a_folder_has_no_tags_so_only_interpolation_is_split(run_dir, tmp_path):
