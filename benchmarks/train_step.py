@@ -136,10 +136,10 @@ def reference_step(size, base):
         generator_gradients = gen_tape.gradient(gen_total_loss, generator.trainable_variables)
         discriminator_gradients = disc_tape.gradient(disc_loss,
                                                      discriminator.trainable_variables)
-        generator_optimizer.apply_gradients(zip(generator_gradients,
-                                                generator.trainable_variables))
-        discriminator_optimizer.apply_gradients(zip(discriminator_gradients,
-                                                    discriminator.trainable_variables))
+        generator_optimizer.apply_gradients(
+            zip(generator_gradients, generator.trainable_variables, strict=True))
+        discriminator_optimizer.apply_gradients(
+            zip(discriminator_gradients, discriminator.trainable_variables, strict=True))
         return gen_total_loss
 
     return train_step, generator.count_params() + discriminator.count_params()

@@ -140,3 +140,30 @@ def test_keras_save_and_load_round_trip(tmp_path, uses_cues):
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         UNetGenerator(**kwargs)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 8), (2, 1, 1, 8), (4, 6, 6, 8)])
+def test_fused_batch_norm_matches_keras_batch_norm(shape):
+    import tensorflow as tf
+
+    from manga_pix2pix.models.layers import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(1.0, 3.0, shape).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+    results = []
+    for layer in (keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3),
+                  FusedBatchNormalization(momentum=0.9, epsilon=1e-3)):
+        layer.build(shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, 8))
+        layer.beta.assign(np.linspace(-1.0, 1.0, 8))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance,
+                        layer(x, training=False)])
+    for keras_value, fused_value in zip(*results, strict=True):
+        np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value),
+                                   atol=1e-4, rtol=1e-4)

@@ -11,6 +11,7 @@ from manga_pix2pix.config import ModelConfig, TrainConfig
 from manga_pix2pix.models import build_models, generator_inputs
 from manga_pix2pix.training.step import (
     LOSS_NAMES,
+    FusedAdam,
     SecondHalfLinearDecay,
     TrainStep,
     make_optimizer,
@@ -110,3 +111,18 @@ def test_linear_decay_holds_then_falls_to_zero():
     assert values == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
     optimizer = make_optimizer(TrainConfig(lr_decay="linear", learning_rate=2e-4), 10)
     assert float(optimizer.learning_rate) == pytest.approx(2e-4)
+
+
+def test_fused_adam_follows_keras_adam():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(20, 30)).astype(np.float32)
+    ours, theirs = keras.Variable(start), keras.Variable(start)
+    fused = FusedAdam(learning_rate=1e-2, beta_1=0.5)
+    plain = keras.optimizers.Adam(learning_rate=1e-2, beta_1=0.5)
+    for _ in range(10):
+        grad = rng.normal(size=(20, 30)).astype(np.float32)
+        fused.apply([grad], [ours])
+        plain.apply([grad], [theirs])
+    assert np.abs(theirs.numpy() - start).max() > 0.05
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-5)
+    assert isinstance(make_optimizer(TrainConfig(), 10), FusedAdam)
