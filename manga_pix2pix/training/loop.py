@@ -126,6 +126,13 @@ def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
             f"{run_dir} holds a run with another model ({'; '.join(diffs)}); use a new "
             "--run-dir, or --init-from to start a new run from its weights"
         )
+    precisions = (saved.train.precision, requested.train.precision)
+    if precisions[0] != precisions[1] and "mixed_float16" in precisions:
+        raise UserError(
+            f"{run_dir} was trained with --precision {precisions[0]}; its optimisers cannot "
+            f"continue in {precisions[1]} (mixed_float16 carries a loss scale): use a new "
+            "--run-dir with --init-from"
+        )
     changed = [
         f"{section}.{key}"
         for section in ("data", "train")

@@ -99,6 +99,9 @@ def test_config_json_and_a_run_dir_with_another_model_is_refused(tmp_path):
     no_cues.data.no_cues = True
     with pytest.raises(UserError, match="no_cues False -> True"):
         Trainer(no_cues, tmp_path / "run", quiet=True).run()
+    fp16 = _config(1, precision="mixed_float16")
+    with pytest.raises(UserError, match="cannot continue in mixed_float16"):
+        Trainer(fp16, tmp_path / "run", quiet=True).run()
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
         Trainer(_config(1), tmp_path / "file", quiet=True).run()
