@@ -146,23 +146,33 @@ def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; one line per epoch elsewhere (logs, CI)."""
+    """A one-line progress bar on a terminal; elsewhere (logs, CI) a line per epoch and at
+    most one a minute in between."""
 
     def __init__(self, total: int, start: int, batch: int, enabled: bool):
         self.total, self.start, self.batch = total, start, batch
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
-        self.last_draw = 0.0
-        self.began = None
+        self.last_line = time.monotonic()
+        self.timing_from: tuple[int, float] | None = None
         self.rate = 0.0
 
-    def step(self, step: int, losses: dict[str, float], step_seconds: float | None) -> None:
-        if step_seconds is not None and step_seconds > 0:
-            self.rate = self.batch / step_seconds
-        if not self.tty or time.monotonic() - self.last_draw < 0.2 and step < self.total:
+    def step(self, step: int, losses: dict[str, float]) -> None:
+        now = time.monotonic()
+        # Speed and time left from the wall clock after the first (compiling) step, so that
+        # previews and checkpoints are counted too.
+        if self.timing_from is None:
+            self.timing_from = (step, now)
+        elif now > self.timing_from[1]:
+            self.rate = (step - self.timing_from[0]) * self.batch / (now - self.timing_from[1])
+        if not self.enabled:
             return
-        self.last_draw = time.monotonic()
-        click.echo("\r" + self._line(step, losses), err=True, nl=False)
+        if self.tty and (now - self.last_line >= 0.2 or step == self.total):
+            click.echo("\r" + self._line(step, losses), err=True, nl=False)
+            self.last_line = now
+        elif not self.tty and now - self.last_line >= 60:
+            click.echo(self._line(step, losses), err=True)
+            self.last_line = now
 
     def epoch(self, epoch: int, step: int, losses: dict[str, float]) -> None:
         if not self.enabled:
@@ -171,17 +181,20 @@ class _Progress:
             click.echo("\r" + self._line(step, losses) + f"  (epoch {epoch})", err=True)
         else:
             click.echo(f"epoch {epoch}: " + self._line(step, losses), err=True)
+        self.last_line = time.monotonic()
 
     def _line(self, step: int, losses: dict[str, float]) -> str:
         width = 24
         filled = int(width * step / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
         text = " ".join(f"{k} {losses[k]:.3f}" for k in ("g_gan", "g_l1", "d_real", "d_fake"))
-        eta = ""
+        speed = ""
         if self.rate > 0:
             seconds = int((self.total - step) * self.batch / self.rate)
-            eta = f" ETA {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        return f"[{bar}] {step}/{self.total} {text} {self.rate:.1f} img/s{eta}"
+            speed = (f" {self.rate:.1f} img/s ETA {seconds // 3600}:{seconds // 60 % 60:02d}:"
+                     f"{seconds % 60:02d}")
+        # Padded, so that a shorter line fully covers the one it replaces on a terminal.
+        return f"[{bar}] {step}/{self.total} {text}{speed}".ljust(100)
 
     def close(self) -> None:
         if self.tty:
@@ -400,7 +413,7 @@ class Trainer:
                     timed_steps += 1
                 if not all(math.isfinite(v) for v in losses.values()):
                     self._diverged(step, losses, manager)
-                progress.step(step, losses, seconds if step > start + 1 else None)
+                progress.step(step, losses)
                 if step % train.log_every == 0 or step == total_steps:
                     self._log_scalars(writer, step, losses, train_step)
                 if step % train.checkpoint_every == 0:

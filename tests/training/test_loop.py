@@ -37,7 +37,7 @@ def test_the_smoke_preset_learns(tmp_path, monkeypatch, no_cues):
     config.data.no_cues = no_cues
     l1 = []
     monkeypatch.setattr(loop._Progress, "step",
-                        lambda self, step, losses, seconds: l1.append(losses["g_l1"]))
+                        lambda self, step, losses: l1.append(losses["g_l1"]))
     trainer = Trainer(config, tmp_path / "run", quiet=True)
     summary = trainer.run()
     start, end = np.mean(l1[:5]), np.mean(l1[-5:])
