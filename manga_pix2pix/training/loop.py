@@ -168,7 +168,8 @@ class _Progress:
         if not self.enabled:
             return
         if self.tty and (now - self.last_line >= 0.2 or step == self.total):
-            click.echo("\r" + self._line(step, losses), err=True, nl=False)
+            # Padded, so that a shorter line fully covers the one it replaces.
+            click.echo("\r" + self._line(step, losses).ljust(100), err=True, nl=False)
             self.last_line = now
         elif not self.tty and now - self.last_line >= 60:
             click.echo(self._line(step, losses), err=True)
@@ -178,7 +179,7 @@ class _Progress:
         if not self.enabled:
             return
         if self.tty:
-            click.echo("\r" + self._line(step, losses) + f"  (epoch {epoch})", err=True)
+            click.echo("\r" + f"{self._line(step, losses)}  (epoch {epoch})".ljust(100), err=True)
         else:
             click.echo(f"epoch {epoch}: " + self._line(step, losses), err=True)
         self.last_line = time.monotonic()
@@ -193,8 +194,7 @@ class _Progress:
             seconds = int((self.total - step) * self.batch / self.rate)
             speed = (f" {self.rate:.1f} img/s ETA {seconds // 3600}:{seconds // 60 % 60:02d}:"
                      f"{seconds % 60:02d}")
-        # Padded, so that a shorter line fully covers the one it replaces on a terminal.
-        return f"[{bar}] {step}/{self.total} {text}{speed}".ljust(100)
+        return f"[{bar}] {step}/{self.total} {text}{speed}"
 
     def close(self) -> None:
         if self.tty:
