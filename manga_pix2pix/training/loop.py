@@ -320,6 +320,11 @@ class Trainer:
         )
         try:
             origin = self._restore(checkpoint, ckpt_dir)
+            if train.lr_decay == "constant":
+                # A checkpoint holds the learning rate it was trained with; a resumed run
+                # uses the one asked for now (e.g. lower, after the losses went NaN).
+                g_opt.learning_rate = train.learning_rate
+                d_opt.learning_rate = train.learning_rate
             return self._loop(data, total_steps, train_step, step_var, manager, origin)
         finally:
             if scratch:
