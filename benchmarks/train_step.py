@@ -11,6 +11,11 @@ both alike), after warm-up steps that trace and compile. Prints JSON: the median
 each, the median ratio of the paired steps (with quartiles), and the achieved TFLOP/s
 (80.8 GFLOP per image at 256 px, scaled by (size / 256)^2).
 
+`--precision mixed_bfloat16` runs our step in bfloat16 against the float32 reference. On CPUs
+with AMX, the float32 reference slows down (to about half speed here) in a process that also
+runs bfloat16 kernels, which inflates that ratio: compare our images/s there with the
+reference's images/s from a float32 run instead.
+
 Examples:
 
     python benchmarks/train_step.py                        # 256 px, batch 1 and 4
