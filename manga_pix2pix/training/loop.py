@@ -24,6 +24,7 @@ last bits of multi-threaded float arithmetic, which may differ between runs and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,8 +33,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs there are not locked
+    fcntl = None
 
 import click
 import keras
@@ -64,6 +71,7 @@ LOG_DIR = "logs"
 PREVIEW_DIR = "previews"
 GENERATOR_FILE = "generator.keras"
 SUMMARY_FILE = "train_summary.json"
+LOCK_FILE = ".lock"
 
 #: Model fields whose change makes a checkpoint unusable (weights of other shapes).
 SHAPE_FIELDS = ("image_size", "base_filters", "norm", "sketch_channels", "cue_channels",
@@ -277,16 +285,22 @@ class Trainer:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        config, train = self.config, self.config.train
-        strategy, run_dir = self.strategy, self.run_dir
+        config, train, run_dir = self.config, self.config.train, self.run_dir
         batch = train.batch_size
         keras.utils.set_random_seed(train.seed)
         data = training_data.load_training_data(config, batch)
         total_steps = train.steps if train.steps else train.epochs * data.steps_per_epoch
         if self.chief:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(run_dir / CONFIG_FILE, config.to_json().encode())
+        with _exclusive(run_dir, self.chief):
+            if self.chief:
+                write_bytes_atomic(run_dir / CONFIG_FILE, config.to_json().encode())
+            return self._build_and_train(data, total_steps)
 
+    def _build_and_train(self, data, total_steps) -> dict[str, Any]:
+        config, train = self.config, self.config.train
+        strategy, run_dir = self.strategy, self.run_dir
+        batch = train.batch_size
         uses_cues = not config.data.no_cues
         with strategy.scope():
             generator, discriminator = build_models(config.model, uses_cues=uses_cues)
@@ -508,6 +522,24 @@ def _image_summary(tag: str, image: np.ndarray) -> None:
     png = tf.io.encode_png(image)
     tensor = tf.stack([tf.as_string(width), tf.as_string(height), png])
     tf.summary.write(tag, tensor, metadata=_plugin_metadata("images"))
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path, enabled: bool) -> Iterator[None]:
+    """Holds a lock on the run directory, so that two processes never train one run at once."""
+    if not enabled or fcntl is None:
+        yield
+        return
+    path = run_dir / LOCK_FILE
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"{run_dir} is being trained by another process") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _ckpt_step(manager: tf.train.CheckpointManager) -> int | None:

@@ -111,6 +111,17 @@ def test_config_json_and_a_run_dir_with_another_model_is_refused(tmp_path):
         Trainer(_config(1), tmp_path / "file", quiet=True).run()
 
 
+def test_a_run_dir_in_use_is_refused(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UserError, match="being trained by another process"):
+            Trainer(_config(1), run, quiet=True).run()
+    assert not (run / "config.json").exists()
+
+
 def test_init_from_copies_weights_only(tmp_path):
     source = Trainer(_config(3), tmp_path / "source", quiet=True)
     source.run()
