@@ -272,7 +272,11 @@ class Trainer:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise UserError(f"{self.run_dir}: exists and is not a folder")
         saved = read_run_config(self.run_dir)
-        if saved is not None:
+        # A run directory without weights (a run stopped before its first checkpoint) is
+        # started afresh, whatever config it holds.
+        has_weights = (tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
+                       or (self.run_dir / GENERATOR_FILE).exists())
+        if saved is not None and has_weights:
             check_resumable(saved, self.config, self.run_dir)
         train = self.config.train
         self.strategy = make_strategy(train.strategy, train.tpu)
