@@ -9,7 +9,8 @@ the image size, same input channels), and runs on the same batches. Ours is
 Both are timed in the same process, one step of each in turn (other work on the machine slows
 both alike), after warm-up steps that trace and compile. Prints JSON: the median images/s of
 each, the median ratio of the paired steps (with quartiles), and the achieved TFLOP/s
-(80.8 GFLOP per image at 256 px, scaled by (size / 256)^2).
+(80.8 GFLOP per image for the paper's networks at 256 px; other sizes and widths scaled by
+their convolution FLOPs).
 
 `--precision mixed_bfloat16` runs our step in bfloat16 against the float32 reference. On CPUs
 with AMX, the float32 reference slows down (to about half speed here) in a process that also
@@ -166,6 +167,44 @@ def our_step(size, base, batch, precision):
     return step, generator.count_params() + discriminator.count_params()
 
 
+def _forward_gflop(size, base):
+    """Convolution GFLOP of one forward pass of the generator and of the discriminator."""
+    depth = int(np.log2(size))
+    widths = [base * min(2**i, 8) for i in range(depth)]
+    g, channels, side = 0.0, INPUT_CHANNELS, size
+    for w in widths:
+        side //= 2
+        g += 2 * 16 * channels * w * side * side
+        channels = w
+    for w in widths[:-1][::-1]:
+        g += 2 * 16 * channels * w * side * side  # a transposed conv, per input pixel
+        side *= 2
+        channels = 2 * w  # concatenated with the skip of the same width
+    g += 2 * 16 * channels * 3 * side * side
+    d, channels, side = 0.0, INPUT_CHANNELS + 3, size
+    for w in (base, base * 2, base * 4):
+        side //= 2
+        d += 2 * 16 * channels * w * side * side
+        channels = w
+    for w in (base * 8, 1):
+        side -= 1  # pad 1 on each side, 4x4 valid conv
+        d += 2 * 16 * channels * w * side * side
+        channels = w
+    return g / 1e9, d / 1e9
+
+
+def step_gflop(size, base):
+    """GFLOP of one train step per image: 80.8 for the paper's networks at 256 px.
+
+    The step runs the generator forward and backward (3 passes) and the discriminator on the
+    real and the generated pair, forward and backward for both losses (7 passes); scaled so
+    that the paper's networks give the figure used throughout the project.
+    """
+    g, d = _forward_gflop(size, base)
+    g256, d256 = _forward_gflop(256, 64)
+    return GFLOP_PER_IMAGE_AT_256 * (3 * g + 7 * d) / (3 * g256 + 7 * d256)
+
+
 def make_batch(size, batch, seed=0):
     rng = np.random.default_rng(seed)
     sketch = np.where(rng.uniform(size=(batch, size, size, 1)) < 0.1, -1.0, 1.0)
@@ -201,9 +240,9 @@ def measure(size, batch, base, steps, warmup, precision):
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    gflop = GFLOP_PER_IMAGE_AT_256 * (size / 256) ** 2
+    gflop = step_gflop(size, base)
     out = {"size": size, "batch": batch, "base_filters": base, "parameters": our_params,
-           "steps_timed": steps, "precision_ours": precision}
+           "gflop_per_image": round(gflop, 2), "steps_timed": steps, "precision_ours": precision}
     for name, values in times.items():
         seconds = float(np.median(values))
         out[f"{name}_images_per_s"] = round(batch / seconds, 3)
