@@ -80,9 +80,11 @@ def test_no_cues_trains_a_cue_free_model(tmp_path):
         (["--epochs", "1", "--steps", "1"], "not both"),
         (["--image-size", "48"], "image_size: must be a power of two"),
         (["--batch-size", "16"], "fewer than one batch of 16"),
+        (["--strategy", "multi-worker"], "needs TF_CONFIG"),
     ],
 )
-def test_bad_requests_are_one_line_errors(tmp_path, args, message):
+def test_bad_requests_are_one_line_errors(tmp_path, monkeypatch, args, message):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     result = _train(*args, "--run-dir", str(tmp_path / "run"))
     assert result.exit_code != 0
     assert message in result.output
