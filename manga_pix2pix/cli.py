@@ -56,7 +56,8 @@ def user_errors(func):
             raise click.ClickException(str(err)) from None
         except OSError as err:
             if err.errno == 28:  # ENOSPC
-                raise click.ClickException(f"the disk is full: {err.filename or ''}".strip()) from None
+                where = err.filename or ""
+                raise click.ClickException(f"the disk is full: {where}".strip()) from None
             raise
 
     return wrapper

@@ -29,11 +29,12 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     if image.dtype == tf.uint8:
         return image
-    return tf.cast(tf.round(tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
+    scaled = tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 1.0) * 255.0
+    return tf.cast(tf.round(scaled), tf.uint8)
 
 
 def to_gray(image: tf.Tensor) -> tf.Tensor:
-    """RGB -> gray exactly as OpenCV's `COLOR_RGB2GRAY` on uint8; returns int32 `[..., H, W, 1]`."""
+    """RGB -> gray exactly as OpenCV's `COLOR_RGB2GRAY` on uint8; int32 `[..., H, W, 1]`."""
     image = tf.cast(to_uint8(image), tf.int32)
     if image.shape[-1] == 1:
         return image

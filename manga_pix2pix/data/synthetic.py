@@ -52,7 +52,9 @@ def _shade(colour, factor):
     return tuple(int(np.clip(c * factor, 0, 255)) for c in colour)
 
 
-def synthetic_image(seed: int, size: int | tuple[int, int] = 256, detail: float = 1.0) -> np.ndarray:
+def synthetic_image(
+    seed: int, size: int | tuple[int, int] = 256, detail: float = 1.0
+) -> np.ndarray:
     """Draws the illustration of `seed` as a uint8 RGB array.
 
     Args:
@@ -89,7 +91,10 @@ def synthetic_image(seed: int, size: int | tuple[int, int] = 256, detail: float 
     img = np.ascontiguousarray(img.astype(np.uint8))
 
     def pt(x, y):
-        return int(round(width / 2 + (x - 256) * scale)), int(round(height / 2 + (y - 256) * scale))
+        return (
+            int(round(width / 2 + (x - 256) * scale)),
+            int(round(height / 2 + (y - 256) * scale)),
+        )
 
     def ln(v):
         return max(1, int(round(v * scale)))
@@ -139,7 +144,8 @@ def synthetic_image(seed: int, size: int | tuple[int, int] = 256, detail: float 
     eye_y = cy + int(head_r * 0.15)
     for sx in (-1, 1):
         centre = (cx + sx * eye_dx, eye_y)
-        cv2.ellipse(img, pt(*centre), (ln(17), ln(24)), 0, 0, 360, (250, 250, 250), -1, cv2.LINE_AA)
+        cv2.ellipse(img, pt(*centre), (ln(17), ln(24)), 0, 0, 360, (250, 250, 250), -1,
+                    cv2.LINE_AA)
         cv2.ellipse(img, pt(*centre), (ln(12), ln(19)), 0, 0, 360, pal["eyes"], -1, cv2.LINE_AA)
         cv2.circle(img, pt(centre[0] - 4, centre[1] - 7), ln(5), (255, 255, 255), -1, cv2.LINE_AA)
         cv2.ellipse(img, pt(*centre), (ln(17), ln(24)), 0, 0, 360, outline, thick, cv2.LINE_AA)
@@ -150,13 +156,17 @@ def synthetic_image(seed: int, size: int | tuple[int, int] = 256, detail: float 
     for _ in range(int(rng.integers(1, 4) * detail)):
         kind = rng.integers(3)
         x, y = rng.integers(30, 482, 2)
-        colour = pal["accent"] if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            colour = pal["accent"]
+        else:
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         if kind == 0:
             r = rng.integers(15, 40)
             ang = np.linspace(0, 2 * np.pi, 11)[:-1] + rng.random()
             rad = np.where(np.arange(10) % 2 == 0, r, r * 0.45)
-            star = np.array([pt(x + rr * np.cos(a), y + rr * np.sin(a)) for a, rr in zip(ang, rad)],
-                            np.int32)
+            points = [pt(x + rr * np.cos(a), y + rr * np.sin(a))
+                      for a, rr in zip(ang, rad, strict=True)]
+            star = np.array(points, np.int32)
             cv2.fillPoly(img, [star], colour, cv2.LINE_AA)
             cv2.polylines(img, [star], True, outline, thick, cv2.LINE_AA)
         elif kind == 1:

@@ -83,7 +83,7 @@ class UNetGenerator(keras.Model):
             block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
             skips.append(shape)
-        for block, skip in zip(self.up_blocks, reversed(skips[:-1])):
+        for block, skip in zip(self.up_blocks, reversed(skips[:-1]), strict=True):
             block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
             shape = shape[:-1] + (shape[-1] + skip[-1],)
@@ -96,7 +96,7 @@ class UNetGenerator(keras.Model):
         for block in self.down_blocks:
             x = block(x, training=training)
             skips.append(x)
-        for block, skip in zip(self.up_blocks, reversed(skips[:-1])):
+        for block, skip in zip(self.up_blocks, reversed(skips[:-1]), strict=True):
             x = block(x, training=training)
             x = ops.concatenate([x, skip], axis=-1)
         return self.out_act(self.last(x))
