@@ -21,6 +21,7 @@ import io
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -286,8 +287,15 @@ def build_dataset(options: BuildOptions,
     max_images = options.max_images
     if max_images is None:
         max_images = source.count if options.source == "folder" else DEFAULT_MAX_IMAGES
-    stats = collect(source, manual_dir, filters=filters, max_images=max_images,
-                    progress=progress and (lambda held: progress(held, max_images)))
+    created = not data_dir.exists()
+    try:
+        stats = collect(source, manual_dir, filters=filters, max_images=max_images,
+                        progress=progress and (lambda held: progress(held, max_images)))
+    except UserError:
+        # A first build that failed before keeping any image leaves no empty folders behind.
+        if created and not any((manual_dir / "images").glob("*.*")):
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
     builder = pack(data_dir, manual_dir, options.image_size, options.crop,
                    options.test_fraction, options.progress_bars)
     splits, complexities = read_complexities(builder)

@@ -125,9 +125,15 @@ def test_unreachable_host_and_no_results(booru, closed_port_url, tmp_path):
     assert result.exit_code == 1
     assert "Error: cannot reach 127.0.0.1" in result.output
     assert "connection refused (after 2 tries)" in result.output
+    assert not (tmp_path / "a").exists(), "a failed first build leaves no folders"
     result = runner.invoke(main, options(booru.url, tmp_path / "b", "--tags", "no_such_tag"))
     assert result.exit_code == 1
     assert "Error: no posts match the search" in result.output
+    assert not (tmp_path / "b").exists()
+    (tmp_path / "kept").mkdir()
+    result = runner.invoke(main, options(closed_port_url, tmp_path / "kept", "--retries", "0"))
+    assert result.exit_code == 1
+    assert (tmp_path / "kept").is_dir(), "a folder the user had is never removed"
     result = runner.invoke(main, options(booru.url, tmp_path / "c", "--tags", "a", "--tags", "b",
                                          "--tags", "c"), env={"DANBOORU_LOGIN": ""})
     assert result.exit_code == 1 and "allows 2 tags" in result.output
