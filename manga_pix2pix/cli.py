@@ -469,8 +469,11 @@ def train(run_dir, preset_name, init_from, quiet, **options):
     if not quiet:
         rate = summary["images_per_second"]
         speed = f", {rate:.1f} images/s" if rate else ""
-        click.echo(f"trained to step {summary['steps']} ({summary['epochs']:g} epochs{speed}); "
-                   f"generator: {os.path.join(run_dir, loop.GENERATOR_FILE)}")
+        done = f"trained to step {summary['steps']} ({summary['epochs']:g} epochs{speed})"
+        if summary["wrote_run_dir"]:
+            click.echo(f"{done}; generator: {os.path.join(run_dir, loop.GENERATOR_FILE)}")
+        else:
+            click.echo(f"{done}; this worker's part is done (the chief writes the run directory)")
 
 
 # -- commands end --

@@ -34,6 +34,7 @@ def test_train_writes_the_whole_run_directory(tmp_path):
     result = _train("--steps", "5", "--run-dir", str(run))
     assert result.exit_code == 0, result.output
     assert "trained to step 5" in result.output
+    assert f"generator: {run / 'generator.keras'}" in result.output
     config = Config.from_dict(json.loads((run / "config.json").read_text()))
     assert config.preset == "smoke" and config.train.steps == 5
     summary = json.loads((run / "train_summary.json").read_text())

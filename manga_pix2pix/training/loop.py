@@ -478,7 +478,8 @@ class Trainer:
             _save_generator(self.generator, run_dir / GENERATOR_FILE)
             write_bytes_atomic(run_dir / SUMMARY_FILE,
                                (json.dumps(summary, indent=2) + "\n").encode())
-        return summary
+        # Not part of train_summary.json: whether this process wrote the run directory.
+        return dict(summary, wrote_run_dir=chief)
 
     def _diverged(self, step: int, losses: dict[str, float], manager) -> None:
         # The losses of step `step` are those of the weights after step `step - 1`: a
