@@ -27,10 +27,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 TARGET_PAGE_SECONDS = 10.0
 TARGET_PAGE_GIB = 4.0
@@ -70,29 +69,6 @@ def cue_layer(size: int) -> np.ndarray:
     """A flat-painted opaque colour layer, RGB uint8."""
     small = np.random.default_rng(1).integers(0, 256, (4, 4, 3), dtype=np.uint8)
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_NEAREST)
-
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(
-                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        # Other processes on the same cores slow every figure; the ratios are more robust.
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "tensorflow": tf.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def _best_ms(fn, repeats: int) -> float:

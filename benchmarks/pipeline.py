@@ -20,10 +20,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 
@@ -32,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 from manga_pix2pix.data.cues import CueMaskConfig, cue_sigma, gaussian_blur  # noqa: E402
 from manga_pix2pix.data.pipeline import (  # noqa: E402
@@ -44,29 +43,6 @@ from manga_pix2pix.data.synthetic import synthetic_image  # noqa: E402
 from manga_pix2pix.imageio import list_images, read_image  # noqa: E402
 
 TARGET_IMAGES_PER_S = 8.0
-
-
-def machine() -> dict:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(
-                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        # Other processes on the same cores lower both rates; the ratio is the robust figure.
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "tensorflow": tf.__version__,
-        "opencv": cv2.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def load(images_dir: str | None, count: int, size: int) -> np.ndarray:
@@ -161,7 +137,7 @@ def cv2_batches(images: np.ndarray, batch_size: int):
 
 
 def throughput(args) -> dict:
-    info = machine()
+    info = machine(opencv=cv2.__version__, numpy=np.__version__)
     images = load(args.images, args.count, args.size)
     tf_images_per_s = tf_rate(images, args.batch_size, args.seconds)
     cv2_images_per_s = _rate(cv2_batches(images, args.batch_size), args.batch_size, args.seconds)
@@ -222,7 +198,7 @@ def parity(args) -> dict:
         "blur_max_abs_error_255": round(max(blur_errors) * 255.0, 5),
         "blur_mean_of_max_abs_error_255": round(float(np.mean(blur_errors)) * 255.0, 5),
         "targets": {"sketch_pixel_agreement": 0.995, "blur_max_abs_error_255": 2.0},
-        "machine": machine(),
+        "machine": machine(opencv=cv2.__version__, numpy=np.__version__),
     }
 
 

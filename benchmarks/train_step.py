@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,6 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 from manga_pix2pix.config import ModelConfig, TrainConfig  # noqa: E402
 from manga_pix2pix.models import build_models  # noqa: E402
@@ -253,19 +253,6 @@ def measure(size, batch, base, steps, warmup, precision):
     return out
 
 
-def machine() -> dict:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"cpu": model, "cpu_count": os.cpu_count(), "gpus": gpus,
-            "tensorflow": tf.__version__, "keras": keras.__version__}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
@@ -283,7 +270,7 @@ def main():
     print(json.dumps({
         "benchmark": "train_step",
         "date": datetime.date.today().isoformat(),
-        "machine": machine(),
+        "machine": machine(keras=keras.__version__),
         "results": results,
     }, indent=2))
 

@@ -73,8 +73,25 @@ def make_norm(norm: str | None, name: str) -> keras.layers.Layer | None:
     raise ValueError(f"norm: must be 'batch', 'instance' or None, got {norm!r}")
 
 
+class _ConvNormBlock(keras.layers.Layer):
+    """A conv layer (`self.conv`) followed by an optional norm (`self.norm_layer`).
+
+    Builds both from the input shape, so a model's `build()` creates every variable before an
+    optimiser is built (see `UNetGenerator.build`).
+    """
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        if self.norm_layer is not None:
+            self.norm_layer.build(self.conv.compute_output_shape(input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DownBlock(keras.layers.Layer):
+class DownBlock(_ConvNormBlock):
     """Conv 4x4 stride 2 -> optional norm -> LeakyReLU(0.2): halves the spatial size.
 
     Args:
@@ -98,21 +115,11 @@ class DownBlock(keras.layers.Layer):
         self.norm_layer = make_norm(norm, "norm")
         self.act = keras.layers.LeakyReLU(negative_slope=0.2, name="act")
 
-    def build(self, input_shape):
-        self.conv.build(input_shape)
-        out_shape = self.conv.compute_output_shape(input_shape)
-        if self.norm_layer is not None:
-            self.norm_layer.build(out_shape)
-        self.built = True
-
     def call(self, x, training=None):
         x = self.conv(x)
         if self.norm_layer is not None:
             x = self.norm_layer(x, training=training)
         return self.act(x)
-
-    def compute_output_shape(self, input_shape):
-        return self.conv.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()
@@ -122,7 +129,7 @@ class DownBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class UpBlock(keras.layers.Layer):
+class UpBlock(_ConvNormBlock):
     """ConvTranspose 4x4 stride 2 -> norm -> optional dropout -> ReLU: doubles the size.
 
     Args:
@@ -144,13 +151,6 @@ class UpBlock(keras.layers.Layer):
         self.drop = keras.layers.Dropout(dropout, name="dropout") if dropout > 0 else None
         self.act = keras.layers.ReLU(name="act")
 
-    def build(self, input_shape):
-        self.conv.build(input_shape)
-        out_shape = self.conv.compute_output_shape(input_shape)
-        if self.norm_layer is not None:
-            self.norm_layer.build(out_shape)
-        self.built = True
-
     def call(self, x, training=None):
         x = self.conv(x)
         if self.norm_layer is not None:
@@ -158,9 +158,6 @@ class UpBlock(keras.layers.Layer):
         if self.drop is not None:
             x = self.drop(x, training=training)
         return self.act(x)
-
-    def compute_output_shape(self, input_shape):
-        return self.conv.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()
