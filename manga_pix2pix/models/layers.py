@@ -26,7 +26,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if (mask is not None or self.renorm or len(inputs.shape) != 4
+        # Older Keras 3 releases have no batch renormalisation (no `renorm` attribute).
+        if (mask is not None or getattr(self, "renorm", False) or len(inputs.shape) != 4
                 or self.axis not in (-1, 3) or not (self.scale and self.center)):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
