@@ -24,6 +24,7 @@ from tfds_danbooru.scrape.posts import (
     as_rating,
     as_size,
     as_tags,
+    emit_page,
     ext_of_url,
     resolve_url,
 )
@@ -119,12 +120,7 @@ class DanbooruSource(Source):
                 )
             if not items:
                 return
-            lowest = None
-            for item in items:
-                post = parse_post(item, self.client.base_url)
-                if post.id is not None:
-                    lowest = post.id if lowest is None else min(lowest, post.id)
-                yield post
+            lowest = yield from emit_page(items, parse_post, self.client.base_url)
             # Pages may come back short (hidden posts), so only an empty page ends the search;
             # a server that ignores the cursor would otherwise be paged forever.
             if lowest is None or (page is not None and lowest >= int(page[1:])):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from urllib.parse import urljoin, urlsplit
 
 #: Ratings in Danbooru's current scheme: general, sensitive, questionable, explicit.
@@ -86,6 +86,19 @@ class Source:
             tfds_danbooru.scrape.http.FetchError: the file could not be fetched.
         """
         raise NotImplementedError
+
+
+def emit_page(
+    items: list, parse: Callable[[object, str], Post], base_url: str
+) -> Generator[Post, None, int | None]:
+    """Yields the posts of one listing page; returns the lowest post id on it (for cursors)."""
+    lowest = None
+    for item in items:
+        post = parse(item, base_url)
+        if post.id is not None:
+            lowest = post.id if lowest is None else min(lowest, post.id)
+        yield post
+    return lowest
 
 
 def as_id(value) -> int | None:

@@ -25,6 +25,7 @@ from tfds_danbooru.scrape.posts import (
     as_rating,
     as_size,
     as_tags,
+    emit_page,
     ext_of_url,
     resolve_url,
 )
@@ -137,12 +138,7 @@ class SafebooruSource(Source):
                 raise listing_error(err, self.client) from None
             if not items:
                 return
-            lowest = None
-            for item in items:
-                post = parse_post(item, self.client.base_url)
-                if post.id is not None:
-                    lowest = post.id if lowest is None else min(lowest, post.id)
-                yield post
+            lowest = yield from emit_page(items, parse_post, self.client.base_url)
             if lowest is None:
                 return
             if (pid + 2) * self.page_size <= self.deep_limit:
