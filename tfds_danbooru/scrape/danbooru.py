@@ -27,6 +27,7 @@ from tfds_danbooru.scrape.posts import (
     emit_page,
     ext_of_url,
     resolve_url,
+    url_problem,
 )
 from tfds_danbooru.scrape.remote import listing_error
 
@@ -53,11 +54,7 @@ def parse_post(item, base_url: str) -> Post:
         return Post(id=None, problem="malformed")
     raw_url = item.get("file_url")
     file_url = resolve_url(raw_url, base_url)
-    problem = None
-    if raw_url is None or raw_url == "":
-        problem = "no_file_url"
-    elif file_url is None:
-        problem = "bad_url"
+    problem = url_problem(raw_url, file_url)
     tags = as_tags(item.get("tag_string"))
     return Post(
         id=post_id,

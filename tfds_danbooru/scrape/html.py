@@ -29,6 +29,7 @@ from tfds_danbooru.scrape.posts import (
     as_tags,
     ext_of_url,
     resolve_url,
+    url_problem,
 )
 from tfds_danbooru.scrape.remote import listing_error
 
@@ -85,11 +86,7 @@ def parse_post_page(html: bytes, post: Post, base_url: str) -> Post:
     text = soup.get_text(" ", strip=True)
     rating = _RATING.search(text)
     size = _SIZE.search(text)
-    problem = None
-    if not raw_url:
-        problem = "no_file_url"
-    elif file_url is None:
-        problem = "bad_url"
+    problem = url_problem(raw_url, file_url)
     return Post(
         id=post.id,
         file_url=file_url,

@@ -88,6 +88,15 @@ class Source:
         raise NotImplementedError
 
 
+def url_problem(raw_url, file_url: str | None) -> str | None:
+    """Why a post's file cannot be fetched: `no_file_url`, `bad_url` (unusable), or None."""
+    if raw_url is None or raw_url == "":
+        return "no_file_url"
+    if file_url is None:
+        return "bad_url"
+    return None
+
+
 def emit_page(
     items: list, parse: Callable[[object, str], Post], base_url: str
 ) -> Generator[Post, None, int | None]:

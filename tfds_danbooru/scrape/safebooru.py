@@ -28,6 +28,7 @@ from tfds_danbooru.scrape.posts import (
     emit_page,
     ext_of_url,
     resolve_url,
+    url_problem,
 )
 from tfds_danbooru.scrape.remote import listing_error
 
@@ -50,11 +51,7 @@ def parse_post(item: dict, base_url: str) -> Post:
     if not raw_url and isinstance(directory, (str, int)) and isinstance(image, str) and image:
         raw_url = f"/images/{directory}/{image}"
     file_url = resolve_url(raw_url, base_url)
-    problem = None
-    if not raw_url:
-        problem = "no_file_url"
-    elif file_url is None:
-        problem = "bad_url"
+    problem = url_problem(raw_url, file_url)
     return Post(
         id=post_id,
         md5=as_md5(item.get("md5")) or as_md5(item.get("hash")),
