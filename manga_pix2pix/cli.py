@@ -77,6 +77,9 @@ def main():
         manga-pix2pix colorize sketch.png --cues cues.png --model run -o colour.png
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    # TFDS and TensorFlow log through absl; their warnings (e.g. probing an unbuilt dataset
+    # folder) would precede and blur the one-line error the user needs.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     _start_tensorflow_quietly()
 
 

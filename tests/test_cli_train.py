@@ -98,3 +98,21 @@ def test_a_missing_tfds_dataset_is_a_clear_error(tmp_path):
                     "--run-dir", str(tmp_path / "run"))
     assert result.exit_code == 1
     assert "not built" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_dataset_is_one_line_on_stderr_in_a_real_process(tmp_path):
+    # TFDS logs a warning while probing the missing folder; the user sees only the error.
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "manga_pix2pix", "train", "--data", "danbooru", "--data-dir",
+         str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "run"), "--preset", "smoke"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: danbooru: the dataset is not built in {tmp_path / 'nowhere'}; build it first "
+        "(manga-pix2pix build-dataset) or pass the right --data-dir"
+    ]
+    assert not (tmp_path / "run").exists()
