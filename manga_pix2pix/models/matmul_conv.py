@@ -1,0 +1,89 @@
+"""The U-Net's bottleneck convolutions as single matrix multiplications.
+
+Near the bottleneck the generator's 4x4 stride-2 convolutions see a few pixels and up to 8
+million weights (1x1 to 8x8 maps with 512-1024 channels). A convolution kernel there spends
+its time re-laying out the weights, not multiplying; a matrix multiplication reads them once.
+These functions give the same result as `tf.nn.conv2d` / `tf.nn.conv2d_transpose` with
+`padding="SAME"`, stride 2 and a 4x4 kernel (up to float rounding), on the layers' own
+kernels, so checkpoints and saved models do not change:
+
+- `strided_conv`: gathers each output pixel's 4x4 input window into one row (16 strided
+  slices of the padded input) and multiplies by the kernel reshaped to (16 * in, out).
+- `transposed_conv`: multiplies each input pixel by the kernel reshaped to (16 * out, in),
+  giving its 4x4 block of contributions, then adds the overlapping blocks: each of the four
+  output phases (even/odd row, even/odd column) is a sum of four shifted slices, and
+  `depth_to_space` interleaves the phases.
+
+`use_matmul` says when it pays: a small, statically known number of positions per step.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+#: Largest batch x output positions for which `strided_conv` is used (a 2x2 map at batch 4,
+#: 4x4 at batch 1): beyond it the convolution kernel is as fast or faster on CPU.
+MAX_CONV_POSITIONS = 16
+#: Largest batch x input positions for which `transposed_conv` is used (4x4 at batch 4,
+#: 8x8 at batch 1).
+MAX_TRANSPOSED_POSITIONS = 64
+
+# For an output row (or column) of parity p: the (offset into the padded input, kernel tap)
+# pairs that add up to it. Output 2m takes input m with tap 1 and input m-1 with tap 3;
+# output 2m+1 takes input m+1 with tap 0 and input m with tap 2.
+_PHASE_TAPS = {0: ((1, 1), (0, 3)), 1: ((2, 0), (1, 2))}
+
+
+def use_matmul(shape, max_positions: int) -> bool:
+    """True when `shape` (batch, height, width, channels) is static and small enough."""
+    if len(shape) != 4 or any(d is None for d in shape[:3]):
+        return False
+    return shape[0] * shape[1] * shape[2] <= max_positions
+
+
+def _same_padding(size: int) -> tuple[int, int, int]:
+    """Output size and padding before/after of a 4x4 stride-2 `SAME` convolution."""
+    out = -(-size // 2)
+    total = max((out - 1) * 2 + 4 - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def strided_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """`tf.nn.conv2d(x, kernel, 2, "SAME")` for a (4, 4, in, out) kernel, as one matmul."""
+    _, height, width, channels = x.shape
+    out_h, top, bottom = _same_padding(height)
+    out_w, left, right = _same_padding(width)
+    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    # Rows ordered (tap row, tap column, channel), as the kernel's first three axes.
+    windows = tf.concat(
+        [padded[:, i:i + 2 * out_h - 1:2, j:j + 2 * out_w - 1:2, :]
+         for i in range(4) for j in range(4)],
+        axis=-1,
+    )
+    filters = kernel.shape[-1]
+    y = tf.matmul(tf.reshape(windows, [-1, 16 * channels]),
+                  tf.reshape(kernel, [16 * channels, filters]))
+    return tf.reshape(y, [-1, out_h, out_w, filters])
+
+
+def transposed_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """`tf.nn.conv2d_transpose` to twice the size, `SAME`, for a (4, 4, out, in) kernel."""
+    _, height, width, channels = x.shape
+    filters = kernel.shape[2]
+    # Each input pixel's 4x4 block of contributions, channels ordered (tap row, tap col, out).
+    blocks = tf.matmul(tf.reshape(x, [-1, channels]),
+                       tf.reshape(kernel, [16 * filters, channels]), transpose_b=True)
+    blocks = tf.reshape(blocks, [-1, height, width, 16 * filters])
+    blocks = tf.pad(blocks, [[0, 0], [1, 1], [1, 1], [0, 0]])
+
+    def tap(row_offset, row_tap, col_offset, col_tap):
+        first = (row_tap * 4 + col_tap) * filters
+        return blocks[:, row_offset:row_offset + height, col_offset:col_offset + width,
+                      first:first + filters]
+
+    phases = [
+        tf.add_n([tap(ro, rt, co, ct) for ro, rt in _PHASE_TAPS[a] for co, ct in _PHASE_TAPS[b]])
+        for a in (0, 1) for b in (0, 1)
+    ]
+    # depth_to_space puts channel block (a * 2 + b) at output pixel (2m + a, 2n + b).
+    return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)

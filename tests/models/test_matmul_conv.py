@@ -1,0 +1,88 @@
+"""The bottleneck convolutions as matmuls equal TensorFlow's convolutions, values and gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from manga_pix2pix.models import UNetGenerator
+from manga_pix2pix.models import matmul_conv
+from manga_pix2pix.models.layers import DownBlock, UpBlock
+
+
+def _random(shape, seed):
+    return tf.constant(np.random.default_rng(seed).normal(size=shape).astype(np.float32))
+
+
+def _value_and_grads(fn, x, kernel):
+    kernel = tf.Variable(kernel)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x, kernel)
+        # A non-uniform upstream gradient, so that every tap's contribution is checked.
+        loss = tf.reduce_sum(y * _random(y.shape, 99))
+    dx, dk = tape.gradient(loss, [x, kernel])
+    return [np.asarray(t) for t in (y, dx, dk)]
+
+
+def _assert_close(ours, reference):
+    for a, b in zip(ours, reference, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (2, 2), (3, 5), (4, 4), (7, 6), (8, 8)])
+def test_strided_conv_equals_conv2d_same(height, width):
+    x = _random((2, height, width, 6), 0)
+    kernel = _random((4, 4, 6, 5), 1)
+    ours = _value_and_grads(matmul_conv.strided_conv, x, kernel)
+    reference = _value_and_grads(lambda x, k: tf.nn.conv2d(x, k, 2, "SAME"), x, kernel)
+    _assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (2, 2), (3, 5), (4, 4), (8, 8)])
+def test_transposed_conv_equals_conv2d_transpose_same(height, width):
+    x = _random((2, height, width, 6), 2)
+    kernel = _random((4, 4, 5, 6), 3)
+
+    def reference_fn(x, k):
+        return tf.nn.conv2d_transpose(x, k, [2, 2 * height, 2 * width, 5], 2, "SAME")
+
+    ours = _value_and_grads(matmul_conv.transposed_conv, x, kernel)
+    reference = _value_and_grads(reference_fn, x, kernel)
+    _assert_close(ours, reference)
+
+
+def test_use_matmul_needs_a_static_small_shape():
+    assert matmul_conv.use_matmul((4, 2, 2, 512), 16)
+    assert not matmul_conv.use_matmul((4, 4, 4, 512), 16)
+    assert not matmul_conv.use_matmul((None, 2, 2, 512), 16)
+    assert not matmul_conv.use_matmul((1, None, None, 512), 16)
+
+
+@pytest.mark.parametrize("block", [DownBlock(8, norm=None, name="d"), UpBlock(8, norm=None,
+                                                                              name="u")])
+def test_blocks_give_the_same_output_on_both_paths(block):
+    """A small static input takes the matmul path; an unknown size takes the Keras layer."""
+    x = _random((1, 2, 2, 4), 4)
+    block.build(x.shape)
+    static = np.asarray(block(x))
+    dynamic = tf.function(
+        block, input_signature=[tf.TensorSpec([None, None, None, 4], tf.float32)]
+    )
+    np.testing.assert_allclose(static, np.asarray(dynamic(x)), rtol=1e-5, atol=1e-6)
+    assert matmul_conv.use_matmul(x.shape, matmul_conv.MAX_CONV_POSITIONS)
+
+
+def test_generator_output_does_not_depend_on_the_path():
+    """The whole U-Net at 16 px (its bottleneck takes the matmul path) equals the conv path."""
+    generator = UNetGenerator(image_size=16, base_filters=4, dropout=0.0)
+    x = _random((1, 16, 16, 5), 5)
+    generator(x)
+    static = np.asarray(generator(x, training=False))
+    dynamic = tf.function(
+        lambda x: generator(x, training=False),
+        input_signature=[tf.TensorSpec([None, None, None, 5], tf.float32)],
+    )
+    np.testing.assert_allclose(static, np.asarray(dynamic(x)), rtol=1e-4, atol=1e-5)
