@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from manga_pix2pix.models import UNetGenerator
-from manga_pix2pix.models import matmul_conv
+from manga_pix2pix.models import UNetGenerator, matmul_conv
 from manga_pix2pix.models.layers import DownBlock, UpBlock
 
 
