@@ -10,12 +10,12 @@ import keras
 PACKAGE = "manga_pix2pix"
 
 # Small bottleneck maps run their convolutions as matrix multiplications (TensorFlow only).
-_TF_BACKEND = keras.backend.backend() == "tensorflow"
-if _TF_BACKEND:
+TF_BACKEND = keras.backend.backend() == "tensorflow"
+if TF_BACKEND:
     from manga_pix2pix.models import matmul_conv
 
 
-def _kernel(conv: keras.layers.Layer, x):
+def layer_kernel(conv: keras.layers.Layer, x):
     """A conv layer's kernel in the dtype of its input (the compute dtype)."""
     return keras.ops.cast(conv.kernel, x.dtype)
 
@@ -127,9 +127,9 @@ class DownBlock(_ConvNormBlock):
         self.act = keras.layers.LeakyReLU(negative_slope=0.2, name="act")
 
     def call(self, x, training=None):
-        if (self.strides == 2 and self.padding == "same" and _TF_BACKEND
+        if (self.strides == 2 and self.padding == "same" and TF_BACKEND
                 and matmul_conv.use_matmul(x.shape, matmul_conv.MAX_CONV_POSITIONS)):
-            x = matmul_conv.strided_conv(x, _kernel(self.conv, x))
+            x = matmul_conv.strided_conv(x, layer_kernel(self.conv, x))
         else:
             x = self.conv(x)
         if self.norm_layer is not None:
@@ -167,8 +167,8 @@ class UpBlock(_ConvNormBlock):
         self.act = keras.layers.ReLU(name="act")
 
     def call(self, x, training=None):
-        if _TF_BACKEND and matmul_conv.use_matmul(x.shape, matmul_conv.MAX_TRANSPOSED_POSITIONS):
-            x = matmul_conv.transposed_conv(x, _kernel(self.conv, x))
+        if TF_BACKEND and matmul_conv.use_matmul(x.shape, matmul_conv.MAX_TRANSPOSED_POSITIONS):
+            x = matmul_conv.transposed_conv(x, layer_kernel(self.conv, x))
         else:
             x = self.conv(x)
         if self.norm_layer is not None:

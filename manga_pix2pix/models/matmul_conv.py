@@ -15,6 +15,11 @@ kernels, so checkpoints and saved models do not change:
   `depth_to_space` interleaves the phases.
 
 `use_matmul` says when it pays: a small, statically known number of positions per step.
+
+The discriminator's last layer, a 4x4 stride-1 `VALID` convolution to one logit, has the
+opposite shape (large maps, one filter, which convolution kernels vectorise badly):
+`single_filter_conv` multiplies every pixel by the 16 taps at once, a (channels, 16) matmul,
+and adds the 16 shifted tap maps.
 """
 
 from __future__ import annotations
@@ -87,3 +92,16 @@ def transposed_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     ]
     # depth_to_space puts channel block (a * 2 + b) at output pixel (2m + a, 2n + b).
     return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
+
+
+def single_filter_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """`tf.nn.conv2d(x, kernel, 1, "VALID")` for a (4, 4, in, 1) kernel, as one matmul."""
+    channels = kernel.shape[2]
+    shape = tf.shape(x)
+    out_h, out_w = shape[1] - 3, shape[2] - 3
+    # taps[..., 4 * i + j]: each pixel's product with kernel tap (i, j).
+    taps = tf.matmul(tf.reshape(x, [-1, channels]), tf.reshape(kernel, [16, channels]),
+                     transpose_b=True)
+    taps = tf.reshape(taps, tf.concat([shape[:3], [16]], axis=0))
+    return tf.add_n([taps[:, i:i + out_h, j:j + out_w, 4 * i + j:4 * i + j + 1]
+                     for i in range(4) for j in range(4)])

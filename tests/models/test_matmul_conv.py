@@ -53,6 +53,23 @@ def test_transposed_conv_equals_conv2d_transpose_same(height, width):
     _assert_close(ours, reference)
 
 
+@pytest.mark.parametrize("height,width", [(4, 4), (9, 7), (33, 33)])
+def test_single_filter_conv_equals_conv2d_valid(height, width):
+    x = _random((2, height, width, 6), 6)
+    kernel = _random((4, 4, 6, 1), 7)
+    ours = _value_and_grads(matmul_conv.single_filter_conv, x, kernel)
+    reference = _value_and_grads(lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"), x, kernel)
+    _assert_close(ours, reference)
+
+
+def test_single_filter_conv_runs_on_unknown_sizes():
+    fn = tf.function(matmul_conv.single_filter_conv, input_signature=[
+        tf.TensorSpec([None, None, None, 6], tf.float32), tf.TensorSpec([4, 4, 6, 1])])
+    x, kernel = _random((1, 10, 12, 6), 8), _random((4, 4, 6, 1), 9)
+    np.testing.assert_allclose(np.asarray(fn(x, kernel)),
+                               np.asarray(tf.nn.conv2d(x, kernel, 1, "VALID")), atol=1e-4)
+
+
 def test_use_matmul_needs_a_static_small_shape():
     assert matmul_conv.use_matmul((4, 2, 2, 512), 16)
     assert not matmul_conv.use_matmul((4, 4, 4, 512), 16)
