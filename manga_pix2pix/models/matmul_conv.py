@@ -7,8 +7,9 @@ These functions give the same result as `tf.nn.conv2d` / `tf.nn.conv2d_transpose
 `padding="SAME"`, stride 2 and a 4x4 kernel (up to float rounding), on the layers' own
 kernels, so checkpoints and saved models do not change:
 
-- `strided_conv`: gathers each output pixel's 4x4 input window into one row (16 strided
-  slices of the padded input) and multiplies by the kernel reshaped to (16 * in, out).
+- `strided_conv`: gathers each output pixel's 4x4 input window into one row (four slices of
+  the padded input folded into 2x2 cells by `space_to_depth`) and multiplies by the kernel
+  reshaped to (16 * in, out).
 - `transposed_conv`: multiplies each input pixel by the kernel reshaped to (16 * out, in),
   giving its 4x4 block of contributions, then adds the overlapping blocks: each of the four
   output phases (even/odd row, even/odd column) is a sum of four shifted slices, and
@@ -26,9 +27,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-#: Largest batch x output positions for which `strided_conv` is used (a 2x2 map at batch 4,
-#: 4x4 at batch 1): beyond it the convolution kernel is as fast or faster on CPU.
-MAX_CONV_POSITIONS = 16
+#: Largest batch x output positions for which `strided_conv` is used (a 4x4 map at batch 4,
+#: 8x8 at batch 1): beyond it the convolution kernel is as fast or faster on CPU.
+MAX_CONV_POSITIONS = 64
 #: Largest batch x input positions for which `transposed_conv` is used (4x4 at batch 4,
 #: 8x8 at batch 1).
 MAX_TRANSPOSED_POSITIONS = 64
@@ -58,16 +59,16 @@ def strided_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     _, height, width, channels = x.shape
     out_h, top, bottom = _same_padding(height)
     out_w, left, right = _same_padding(width)
-    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    # Rows ordered (tap row, tap column, channel), as the kernel's first three axes.
-    windows = tf.concat(
-        [padded[:, i:i + 2 * out_h - 1:2, j:j + 2 * out_w - 1:2, :]
-         for i in range(4) for j in range(4)],
-        axis=-1,
-    )
+    # The padded input is 2 * out + 2 on each side: 2x2 cells, each window 2x2 cells.
+    cells = tf.nn.space_to_depth(tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]), 2)
+    windows = tf.concat([cells[:, i:i + out_h, j:j + out_w, :] for i in (0, 1) for j in (0, 1)],
+                        axis=-1)
+    # Channels come as (cell row, cell col, row in cell, col in cell, channel); the kernel's
+    # rows are (tap row, tap col, channel) = (cell row, row in cell, cell col, col in cell, ...).
+    windows = tf.reshape(windows, [-1, 2, 2, 2, 2 * channels])
+    windows = tf.reshape(tf.transpose(windows, [0, 1, 3, 2, 4]), [-1, 16 * channels])
     filters = kernel.shape[-1]
-    y = tf.matmul(tf.reshape(windows, [-1, 16 * channels]),
-                  tf.reshape(kernel, [16 * channels, filters]))
+    y = tf.matmul(windows, tf.reshape(kernel, [16 * channels, filters]))
     return tf.reshape(y, [-1, out_h, out_w, filters])
 
 

@@ -72,6 +72,7 @@ def test_single_filter_conv_runs_on_unknown_sizes():
 
 def test_use_matmul_needs_a_static_small_shape():
     assert matmul_conv.use_matmul((4, 2, 2, 512), 16)
+    assert matmul_conv.use_matmul((1, 8, 8, 512), 64)
     assert not matmul_conv.use_matmul((4, 4, 4, 512), 16)
     assert not matmul_conv.use_matmul((None, 2, 2, 512), 16)
     assert not matmul_conv.use_matmul((1, None, None, 512), 16)
