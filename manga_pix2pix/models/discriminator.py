@@ -19,7 +19,9 @@ class PatchDiscriminator(keras.Model):
     each after a 1-pixel zero pad: 30x30 logits at 256 px (S/8 - 2 in general).
 
     Call it on `(condition, image)`: the generator's input and a real or generated image,
-    concatenated along channels.
+    concatenated along channels. To judge several images under one condition (the train
+    step's real and generated pair), `judge(condition_features(condition), image)` gives the
+    same logits and computes the first convolution's share from the condition only once.
 
     Args:
         base_filters: filters of the first block (paper: 64).
@@ -67,8 +69,27 @@ class PatchDiscriminator(keras.Model):
 
     def call(self, inputs, training=None):
         condition, image = inputs
-        x = ops.concatenate([condition, ops.cast(image, condition.dtype)], axis=-1)
-        for block in self.blocks:
+        return self.judge(self.condition_features(condition), image, training=training)
+
+    def _first_conv(self, x, channels: slice):
+        """The first block's convolution restricted to some input channels (no activation)."""
+        kernel = ops.cast(self.blocks[0].conv.kernel[:, :, channels, :], self.compute_dtype)
+        return ops.conv(ops.cast(x, self.compute_dtype), kernel, strides=2, padding="same")
+
+    def condition_features(self, condition):
+        """The condition's share of the first convolution, to pass to `judge`."""
+        return self._first_conv(condition, slice(0, self.input_channels))
+
+    def judge(self, condition_features, image, training=None):
+        """Patch logits of `image` under the condition whose `condition_features` are given.
+
+        The first convolution over the concatenated (condition, image) is the sum of its
+        parts over the condition's channels and over the image's, so only the image's part is
+        computed here.
+        """
+        x = condition_features + self._first_conv(image, slice(self.input_channels, None))
+        x = self.blocks[0].act(x)
+        for block in self.blocks[1:]:
             x = block(x, training=training)
         x = self.block_4(self.pad_1(x), training=training)
         x = self.pad_2(x)

@@ -177,9 +177,12 @@ class TrainStep:
         with tf.GradientTape(persistent=True) as tape:
             # 2. Generate, then judge the real and the generated pair (training=True: batch
             #    statistics and dropout, as in pix2pix).
+            #    The condition's share of the discriminator's first convolution is computed
+            #    once for both.
             fake = self.generator(inputs, training=True)
-            real_logits = self.discriminator((inputs, target), training=True)
-            fake_logits = self.discriminator((inputs, fake), training=True)
+            condition = self.discriminator.condition_features(inputs)
+            real_logits = self.discriminator.judge(condition, target, training=True)
+            fake_logits = self.discriminator.judge(condition, fake, training=True)
             # 3. Per-example losses, averaged over the global batch.
             g_gan = _bce_per_example(fake_logits, 1.0)
             g_l1 = tf.reduce_mean(tf.abs(target - tf.cast(fake, tf.float32)), axis=[1, 2, 3])

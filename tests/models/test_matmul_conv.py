@@ -103,3 +103,22 @@ def test_generator_output_does_not_depend_on_the_path():
         input_signature=[tf.TensorSpec([None, None, None, 5], tf.float32)],
     )
     np.testing.assert_allclose(static, np.asarray(dynamic(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_discriminator_equals_its_layers_applied_in_order():
+    """The split first convolution and the matmul logits give the plain layer-by-layer result."""
+    from manga_pix2pix.models import PatchDiscriminator
+
+    discriminator = PatchDiscriminator(base_filters=4)
+    condition, image = _random((2, 32, 32, 5), 10), _random((2, 32, 32, 3), 11)
+    logits = np.asarray(discriminator((condition, image), training=False))
+    x = tf.concat([condition, image], axis=-1)
+    for block in discriminator.blocks:
+        x = block(x, training=False)
+    x = discriminator.block_4(discriminator.pad_1(x), training=False)
+    plain = np.asarray(discriminator.logits(discriminator.pad_2(x)))
+    assert logits.shape == plain.shape == (2, 2, 2, 1)
+    np.testing.assert_allclose(logits, plain, rtol=1e-4, atol=1e-5)
+    shared = discriminator.condition_features(condition)
+    np.testing.assert_allclose(np.asarray(discriminator.judge(shared, image, training=False)),
+                               plain, rtol=1e-4, atol=1e-5)
