@@ -30,9 +30,9 @@ import tensorflow as tf
 #: Largest batch x output positions for which `strided_conv` is used (a 4x4 map at batch 4,
 #: 8x8 at batch 1): beyond it the convolution kernel is as fast or faster on CPU.
 MAX_CONV_POSITIONS = 64
-#: Largest batch x input positions for which `transposed_conv` is used (4x4 at batch 4,
-#: 8x8 at batch 1).
-MAX_TRANSPOSED_POSITIONS = 64
+#: Largest batch x input positions for which `transposed_conv` is used (8x8 at batch 4,
+#: 16x16 at batch 1).
+MAX_TRANSPOSED_POSITIONS = 256
 
 # For an output row (or column) of parity p: the (offset into the padded input, kernel tap)
 # pairs that add up to it. Output 2m takes input m with tap 1 and input m-1 with tap 3;
@@ -80,12 +80,13 @@ def transposed_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     blocks = tf.matmul(tf.reshape(x, [-1, channels]),
                        tf.reshape(kernel, [16 * filters, channels]), transpose_b=True)
     blocks = tf.reshape(blocks, [-1, height, width, 16 * filters])
-    blocks = tf.pad(blocks, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    # One tensor per tap (split, not channel slices: the gradient is then one concat instead
+    # of 16 zero-filled tensors of the full size).
+    taps = tf.split(tf.pad(blocks, [[0, 0], [1, 1], [1, 1], [0, 0]]), 16, axis=-1)
 
     def tap(row_offset, row_tap, col_offset, col_tap):
-        first = (row_tap * 4 + col_tap) * filters
-        return blocks[:, row_offset:row_offset + height, col_offset:col_offset + width,
-                      first:first + filters]
+        return taps[row_tap * 4 + col_tap][:, row_offset:row_offset + height,
+                                           col_offset:col_offset + width, :]
 
     phases = [
         tf.add_n([tap(ro, rt, co, ct) for ro, rt in _PHASE_TAPS[a] for co, ct in _PHASE_TAPS[b]])
@@ -100,9 +101,9 @@ def single_filter_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     channels = kernel.shape[2]
     shape = tf.shape(x)
     out_h, out_w = shape[1] - 3, shape[2] - 3
-    # taps[..., 4 * i + j]: each pixel's product with kernel tap (i, j).
+    # taps[4 * i + j]: each pixel's product with kernel tap (i, j).
     taps = tf.matmul(tf.reshape(x, [-1, channels]), tf.reshape(kernel, [16, channels]),
                      transpose_b=True)
-    taps = tf.reshape(taps, tf.concat([shape[:3], [16]], axis=0))
-    return tf.add_n([taps[:, i:i + out_h, j:j + out_w, 4 * i + j:4 * i + j + 1]
+    taps = tf.split(tf.reshape(taps, tf.concat([shape[:3], [16]], axis=0)), 16, axis=-1)
+    return tf.add_n([taps[4 * i + j][:, i:i + out_h, j:j + out_w, :]
                      for i in range(4) for j in range(4)])
