@@ -128,7 +128,8 @@ class DownBlock(_ConvNormBlock):
 
     def call(self, x, training=None):
         if (self.strides == 2 and self.padding == "same" and TF_BACKEND
-                and matmul_conv.use_matmul(x.shape, matmul_conv.MAX_CONV_POSITIONS)):
+                and matmul_conv.use_matmul(x.shape, self.conv.kernel.shape,
+                                           matmul_conv.MAX_CONV_POSITIONS)):
             x = matmul_conv.strided_conv(x, layer_kernel(self.conv, x))
         else:
             x = self.conv(x)
@@ -167,7 +168,8 @@ class UpBlock(_ConvNormBlock):
         self.act = keras.layers.ReLU(name="act")
 
     def call(self, x, training=None):
-        if TF_BACKEND and matmul_conv.use_matmul(x.shape, matmul_conv.MAX_TRANSPOSED_POSITIONS):
+        if TF_BACKEND and matmul_conv.use_matmul(x.shape, self.conv.kernel.shape,
+                                                 matmul_conv.MAX_TRANSPOSED_POSITIONS):
             x = matmul_conv.transposed_conv(x, layer_kernel(self.conv, x))
         else:
             x = self.conv(x)

@@ -15,7 +15,8 @@ kernels, so checkpoints and saved models do not change:
   output phases (even/odd row, even/odd column) is a sum of four shifted slices, and
   `depth_to_space` interleaves the phases.
 
-`use_matmul` says when it pays: a small, statically known number of positions per step.
+`use_matmul` says when it pays: a small, statically known number of positions per step
+and a large kernel.
 
 The discriminator's last layer, a 4x4 stride-1 `VALID` convolution to one logit, has the
 opposite shape (large maps, one filter, which convolution kernels vectorise badly):
@@ -33,6 +34,9 @@ MAX_CONV_POSITIONS = 64
 #: Largest batch x input positions for which `transposed_conv` is used (8x8 at batch 4,
 #: 16x16 at batch 1).
 MAX_TRANSPOSED_POSITIONS = 256
+#: Smallest kernel (in weights) worth it: below, the convolution kernel's overhead is small
+#: and it wins (the `small` preset's widest layers have 0.5 M weights, the paper's 4-8 M).
+MIN_WEIGHTS = 2**20
 
 # For an output row (or column) of parity p: the (offset into the padded input, kernel tap)
 # pairs that add up to it. Output 2m takes input m with tap 1 and input m-1 with tap 3;
@@ -40,11 +44,15 @@ MAX_TRANSPOSED_POSITIONS = 256
 _PHASE_TAPS = {0: ((1, 1), (0, 3)), 1: ((2, 0), (1, 2))}
 
 
-def use_matmul(shape, max_positions: int) -> bool:
-    """True when `shape` (batch, height, width, channels) is static and small enough."""
+def use_matmul(shape, kernel_shape, max_positions: int) -> bool:
+    """True for a static, small input `shape` (batch, height, width, channels) and a large
+    kernel: a few positions and at least `MIN_WEIGHTS` weights."""
     if len(shape) != 4 or any(d is None for d in shape[:3]):
         return False
-    return shape[0] * shape[1] * shape[2] <= max_positions
+    weights = 1
+    for d in kernel_shape:
+        weights *= d
+    return shape[0] * shape[1] * shape[2] <= max_positions and weights >= MIN_WEIGHTS
 
 
 def _same_padding(size: int) -> tuple[int, int, int]:

@@ -70,17 +70,25 @@ def test_single_filter_conv_runs_on_unknown_sizes():
                                np.asarray(tf.nn.conv2d(x, kernel, 1, "VALID")), atol=1e-4)
 
 
-def test_use_matmul_needs_a_static_small_shape():
-    assert matmul_conv.use_matmul((4, 2, 2, 512), 16)
-    assert matmul_conv.use_matmul((1, 8, 8, 512), 64)
-    assert not matmul_conv.use_matmul((4, 4, 4, 512), 16)
-    assert not matmul_conv.use_matmul((None, 2, 2, 512), 16)
-    assert not matmul_conv.use_matmul((1, None, None, 512), 16)
+def test_use_matmul_needs_a_static_small_shape_and_a_large_kernel():
+    paper = (4, 4, 512, 512)  # the paper's bottleneck: 4.2 M weights
+    assert matmul_conv.use_matmul((4, 2, 2, 512), paper, 16)
+    assert matmul_conv.use_matmul((1, 8, 8, 512), paper, 64)
+    assert not matmul_conv.use_matmul((4, 4, 4, 512), paper, 16)
+    assert not matmul_conv.use_matmul((None, 2, 2, 512), paper, 16)
+    assert not matmul_conv.use_matmul((1, None, None, 512), paper, 16)
+    assert not matmul_conv.use_matmul((1, 2, 2, 128), (4, 4, 128, 128), 16)  # small preset
+
+
+@pytest.fixture
+def any_kernel_size(monkeypatch):
+    """Lets the tiny test models take the matmul path."""
+    monkeypatch.setattr(matmul_conv, "MIN_WEIGHTS", 0)
 
 
 @pytest.mark.parametrize("block", [DownBlock(8, norm=None, name="d"), UpBlock(8, norm=None,
                                                                               name="u")])
-def test_blocks_give_the_same_output_on_both_paths(block):
+def test_blocks_give_the_same_output_on_both_paths(block, any_kernel_size):
     """A small static input takes the matmul path; an unknown size takes the Keras layer."""
     x = _random((1, 2, 2, 4), 4)
     block.build(x.shape)
@@ -89,10 +97,11 @@ def test_blocks_give_the_same_output_on_both_paths(block):
         block, input_signature=[tf.TensorSpec([None, None, None, 4], tf.float32)]
     )
     np.testing.assert_allclose(static, np.asarray(dynamic(x)), rtol=1e-5, atol=1e-6)
-    assert matmul_conv.use_matmul(x.shape, matmul_conv.MAX_CONV_POSITIONS)
+    assert matmul_conv.use_matmul(x.shape, block.conv.kernel.shape,
+                                  matmul_conv.MAX_CONV_POSITIONS)
 
 
-def test_generator_output_does_not_depend_on_the_path():
+def test_generator_output_does_not_depend_on_the_path(any_kernel_size):
     """The whole U-Net at 16 px (its bottleneck takes the matmul path) equals the conv path."""
     generator = UNetGenerator(image_size=16, base_filters=4, dropout=0.0)
     x = _random((1, 16, 16, 5), 5)
@@ -122,3 +131,16 @@ def test_discriminator_equals_its_layers_applied_in_order():
     shared = discriminator.condition_features(condition)
     np.testing.assert_allclose(np.asarray(discriminator.judge(shared, image, training=False)),
                                plain, rtol=1e-4, atol=1e-5)
+
+
+def test_a_paper_sized_bottleneck_block_takes_the_matmul_path_with_the_same_result():
+    block = UpBlock(512, norm=None, name="up_paper")
+    x = _random((1, 2, 2, 1024), 12)
+    block.build(x.shape)
+    assert matmul_conv.use_matmul(x.shape, block.conv.kernel.shape,
+                                  matmul_conv.MAX_TRANSPOSED_POSITIONS)
+    dynamic = tf.function(
+        block, input_signature=[tf.TensorSpec([None, None, None, 1024], tf.float32)]
+    )
+    np.testing.assert_allclose(np.asarray(block(x)), np.asarray(dynamic(x)), rtol=1e-4,
+                               atol=1e-5)
