@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+from urllib.parse import urlsplit
 
 import keras
 import tensorflow as tf
@@ -61,14 +63,43 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
         _check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
+        _check_tpu_address(tpu)
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.OpError) as err:
-            raise UserError(f"cannot reach the TPU {tpu or '(default)'}: {err}") from None
+        except (ValueError, RuntimeError, OSError, tf.errors.OpError) as err:
+            # OSError: a TPU name is looked up on the cloud's metadata server.
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise UserError(f"cannot reach the TPU {tpu or '(default)'}: {reason}") from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown strategy {name!r}")
+
+
+#: Seconds to wait for a `grpc://` TPU address to accept a connection.
+TPU_CONNECT_TIMEOUT = 10.0
+
+
+def _check_tpu_address(tpu: str | None) -> None:
+    """Fails fast on a `grpc://host:port` TPU that does not answer.
+
+    TensorFlow would otherwise wait for it indefinitely.
+    """
+    if not tpu or not tpu.startswith("grpc://"):
+        return
+    parts = urlsplit(tpu)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise UserError(f"--tpu {tpu}: expected grpc://HOST:PORT")
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=TPU_CONNECT_TIMEOUT):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserError(f"cannot reach the TPU {tpu}: {reason}") from None
 
 
 def _check_tf_config() -> None:
