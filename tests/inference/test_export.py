@@ -101,8 +101,15 @@ def test_export_metadata_describes_the_model(exported):
     assert meta["export_format"] == "savedmodel"
 
 
-@pytest.mark.parametrize("norm_stats", ["moving", "image"])
-def test_tflite_matches_the_keras_generator(norm_stats, trained_run, tmp_path):
+@pytest.mark.parametrize("norm_stats", ["moving", "image", "moving-matmul"])
+def test_tflite_matches_the_keras_generator(norm_stats, trained_run, tmp_path, monkeypatch):
+    matmul = norm_stats == "moving-matmul"
+    if matmul:
+        # The paper-sized bottleneck's matmul form (which this tiny model is below), in TFLite.
+        from manga_pix2pix.models import matmul_conv
+
+        monkeypatch.setattr(matmul_conv, "MIN_WEIGHTS", 0)
+        norm_stats = "moving"
     result = _run("export", trained_run, "-o", tmp_path / "lite", "--format", "tflite",
                   "--norm-stats", norm_stats)
     assert result.exit_code == 0, result.output
@@ -110,6 +117,8 @@ def test_tflite_matches_the_keras_generator(norm_stats, trained_run, tmp_path):
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
         interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "lite" / "generator.tflite"))
     interpreter.allocate_tensors()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert ("DEPTH_TO_SPACE" in ops) == matmul, ops
     (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert list(inp["shape"]) == [1, 32, 32, 5] and list(outp["shape"]) == [1, 32, 32, 3]
     x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 5)).astype(np.float32)
