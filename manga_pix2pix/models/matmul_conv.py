@@ -1,7 +1,7 @@
 """The U-Net's bottleneck convolutions as single matrix multiplications.
 
 Near the bottleneck the generator's 4x4 stride-2 convolutions see a few pixels and up to 8
-million weights (1x1 to 8x8 maps with 512-1024 channels). A convolution kernel there spends
+million weights (1x1 to 16x16 maps with 256-1024 channels). A convolution kernel there spends
 its time re-laying out the weights, not multiplying; a matrix multiplication reads them once.
 These functions give the same result as `tf.nn.conv2d` / `tf.nn.conv2d_transpose` with
 `padding="SAME"`, stride 2 and a 4x4 kernel (up to float rounding), on the layers' own
