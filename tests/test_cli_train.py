@@ -35,6 +35,7 @@ def test_train_with_the_bottleneck_as_matmuls_learns_and_saves(tmp_path, monkeyp
     from manga_pix2pix.models import matmul_conv
 
     monkeypatch.setattr(matmul_conv, "MIN_WEIGHTS", 0)
+    monkeypatch.setattr(matmul_conv, "on_cpu", lambda: True)
     run = tmp_path / "run"
     result = _train("--steps", "3", "--run-dir", str(run))
     assert result.exit_code == 0, result.output

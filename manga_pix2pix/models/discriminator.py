@@ -93,8 +93,8 @@ class PatchDiscriminator(keras.Model):
             x = block(x, training=training)
         x = self.block_4(self.pad_1(x), training=training)
         x = self.pad_2(x)
-        if TF_BACKEND:
-            # One filter: a matmul over the 16 taps beats the convolution kernel (2-3x).
+        if TF_BACKEND and matmul_conv.on_cpu():
+            # One filter: a matmul over the 16 taps beats the CPU convolution kernel (2-3x).
             logits = matmul_conv.single_filter_conv(x, layer_kernel(self.logits, x))
             logits = logits + ops.cast(self.logits.bias, x.dtype)
         else:

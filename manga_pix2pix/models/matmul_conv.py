@@ -15,7 +15,8 @@ kernels, so checkpoints and saved models do not change:
   output phases (even/odd row, even/odd column) is a sum of four shifted slices, and
   `depth_to_space` interleaves the phases.
 
-`use_matmul` says when it pays: a small, statically known number of positions per step
+`use_matmul` says when it pays: on a CPU (GPUs and TPUs keep their own convolution kernels,
+which do not have this problem), for a small, statically known number of positions per step
 and a large kernel.
 
 The discriminator's last layer, a 4x4 stride-1 `VALID` convolution to one logit, has the
@@ -25,6 +26,8 @@ and adds the 16 shifted tap maps.
 """
 
 from __future__ import annotations
+
+import functools
 
 import tensorflow as tf
 
@@ -44,10 +47,16 @@ MIN_WEIGHTS = 2**20
 _PHASE_TAPS = {0: ((1, 1), (0, 3)), 1: ((2, 0), (1, 2))}
 
 
+@functools.cache
+def on_cpu() -> bool:
+    """True when TensorFlow sees no GPU or TPU (asked once, when a model is first called)."""
+    return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
 def use_matmul(shape, kernel_shape, max_positions: int) -> bool:
-    """True for a static, small input `shape` (batch, height, width, channels) and a large
-    kernel: a few positions and at least `MIN_WEIGHTS` weights."""
-    if len(shape) != 4 or any(d is None for d in shape[:3]):
+    """True on a CPU for a static, small input `shape` (batch, height, width, channels) and
+    a large kernel: a few positions and at least `MIN_WEIGHTS` weights."""
+    if len(shape) != 4 or any(d is None for d in shape[:3]) or not on_cpu():
         return False
     weights = 1
     for d in kernel_shape:

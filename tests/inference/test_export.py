@@ -109,6 +109,7 @@ def test_tflite_matches_the_keras_generator(norm_stats, trained_run, tmp_path, m
         from manga_pix2pix.models import matmul_conv
 
         monkeypatch.setattr(matmul_conv, "MIN_WEIGHTS", 0)
+        monkeypatch.setattr(matmul_conv, "on_cpu", lambda: True)
         norm_stats = "moving"
     result = _run("export", trained_run, "-o", tmp_path / "lite", "--format", "tflite",
                   "--norm-stats", norm_stats)

@@ -70,7 +70,8 @@ def test_single_filter_conv_runs_on_unknown_sizes():
                                np.asarray(tf.nn.conv2d(x, kernel, 1, "VALID")), atol=1e-4)
 
 
-def test_use_matmul_needs_a_static_small_shape_and_a_large_kernel():
+def test_use_matmul_needs_a_static_small_shape_and_a_large_kernel(monkeypatch):
+    monkeypatch.setattr(matmul_conv, "on_cpu", lambda: True)
     paper = (4, 4, 512, 512)  # the paper's bottleneck: 4.2 M weights
     assert matmul_conv.use_matmul((4, 2, 2, 512), paper, 16)
     assert matmul_conv.use_matmul((1, 8, 8, 512), paper, 64)
@@ -80,10 +81,18 @@ def test_use_matmul_needs_a_static_small_shape_and_a_large_kernel():
     assert not matmul_conv.use_matmul((1, 2, 2, 128), (4, 4, 128, 128), 16)  # small preset
 
 
+def test_use_matmul_is_off_when_an_accelerator_is_visible(monkeypatch):
+    monkeypatch.setattr(matmul_conv, "on_cpu", lambda: True)
+    assert matmul_conv.use_matmul((1, 2, 2, 512), (4, 4, 512, 512), 16)
+    monkeypatch.setattr(matmul_conv, "on_cpu", lambda: False)
+    assert not matmul_conv.use_matmul((1, 2, 2, 512), (4, 4, 512, 512), 16)
+
+
 @pytest.fixture
 def any_kernel_size(monkeypatch):
-    """Lets the tiny test models take the matmul path."""
+    """Lets the tiny test models take the matmul path (on any device)."""
     monkeypatch.setattr(matmul_conv, "MIN_WEIGHTS", 0)
+    monkeypatch.setattr(matmul_conv, "on_cpu", lambda: True)
 
 
 @pytest.mark.parametrize("block", [DownBlock(8, norm=None, name="d"), UpBlock(8, norm=None,
@@ -133,7 +142,9 @@ def test_discriminator_equals_its_layers_applied_in_order():
                                plain, rtol=1e-4, atol=1e-5)
 
 
-def test_a_paper_sized_bottleneck_block_takes_the_matmul_path_with_the_same_result():
+def test_a_paper_sized_bottleneck_block_takes_the_matmul_path_with_the_same_result(
+        monkeypatch):
+    monkeypatch.setattr(matmul_conv, "on_cpu", lambda: True)
     block = UpBlock(512, norm=None, name="up_paper")
     x = _random((1, 2, 2, 1024), 12)
     block.build(x.shape)
