@@ -31,35 +31,30 @@ def _assert_close(ours, reference):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
+def _check_against(fn, reference_fn, x_shape, kernel_shape, seed):
+    x, kernel = _random(x_shape, seed), _random(kernel_shape, seed + 1)
+    _assert_close(_value_and_grads(fn, x, kernel), _value_and_grads(reference_fn, x, kernel))
+
+
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 2), (3, 5), (4, 4), (7, 6), (8, 8)])
 def test_strided_conv_equals_conv2d_same(height, width):
-    x = _random((2, height, width, 6), 0)
-    kernel = _random((4, 4, 6, 5), 1)
-    ours = _value_and_grads(matmul_conv.strided_conv, x, kernel)
-    reference = _value_and_grads(lambda x, k: tf.nn.conv2d(x, k, 2, "SAME"), x, kernel)
-    _assert_close(ours, reference)
+    _check_against(matmul_conv.strided_conv, lambda x, k: tf.nn.conv2d(x, k, 2, "SAME"),
+                   (2, height, width, 6), (4, 4, 6, 5), seed=0)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 2), (3, 5), (4, 4), (8, 8)])
 def test_transposed_conv_equals_conv2d_transpose_same(height, width):
-    x = _random((2, height, width, 6), 2)
-    kernel = _random((4, 4, 5, 6), 3)
-
     def reference_fn(x, k):
         return tf.nn.conv2d_transpose(x, k, [2, 2 * height, 2 * width, 5], 2, "SAME")
 
-    ours = _value_and_grads(matmul_conv.transposed_conv, x, kernel)
-    reference = _value_and_grads(reference_fn, x, kernel)
-    _assert_close(ours, reference)
+    _check_against(matmul_conv.transposed_conv, reference_fn, (2, height, width, 6),
+                   (4, 4, 5, 6), seed=2)
 
 
 @pytest.mark.parametrize("height,width", [(4, 4), (9, 7), (33, 33)])
 def test_single_filter_conv_equals_conv2d_valid(height, width):
-    x = _random((2, height, width, 6), 6)
-    kernel = _random((4, 4, 6, 1), 7)
-    ours = _value_and_grads(matmul_conv.single_filter_conv, x, kernel)
-    reference = _value_and_grads(lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"), x, kernel)
-    _assert_close(ours, reference)
+    _check_against(matmul_conv.single_filter_conv, lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"),
+                   (2, height, width, 6), (4, 4, 6, 1), seed=6)
 
 
 def test_single_filter_conv_runs_on_unknown_sizes():
