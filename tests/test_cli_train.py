@@ -30,6 +30,16 @@ def test_help_lists_the_options():
     assert "Example:" in result.output
 
 
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_train_under_a_named_strategy(strategy, tmp_path):
+    run = tmp_path / "run"
+    result = _train("--steps", "2", "--strategy", strategy, "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    assert f"1 replica ({strategy} strategy)" in result.output
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["strategy"] == strategy and summary["steps"] == 2
+
+
 def test_train_with_the_bottleneck_as_matmuls_learns_and_saves(tmp_path, monkeypatch):
     """The paper-sized path (matmul bottleneck) through the real loop, on the smoke model."""
     from manga_pix2pix.models import matmul_conv
