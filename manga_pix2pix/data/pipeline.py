@@ -15,7 +15,9 @@ image (so sketch and image align), the cue layer (the augmented image blurred) a
 
 Value ranges (every output of `make_dataset` and `prepare_example`):
     image: float32 `[S, S, 3]` in [-1, 1] (the target colour image).
-    sketch: float32 `[S, S, 1]`, -1 (line) or 1 (paper).
+    sketch: float32 `[S, S, 1]` in [-1, 1], -1 on lines and 1 on paper (exactly -1 or 1 for
+        the paper's adaptive threshold and XDoG; grey levels for the pencil style and for
+        jittered lines).
     cues: float32 `[S, S, 3]` in [-1, 1], 0 (no cue) where the mask is 0.
     cue_mask: float32 `[S, S, 1]`, 0 or 1.
 `make_dataset` adds a leading batch dimension `B`.
@@ -40,8 +42,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from manga_pix2pix.data.cues import CueMaskConfig, apply_mask, gaussian_blur, random_cue_mask
-from manga_pix2pix.data.sketch import image_complexity, sketch
+from manga_pix2pix.data.cues import (
+    CueMaskConfig,
+    apply_mask,
+    artist_cues,
+    gaussian_blur,
+    random_cue_mask,
+)
+from manga_pix2pix.data.sketch import PAPER_SKETCHES, SketchConfig, image_complexity, styled_sketch
 from manga_pix2pix.data.synthetic import synthetic_image, tags_of
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import list_images, read_image
@@ -294,6 +302,8 @@ def prepare_example(
     cue_masks: CueMaskConfig = DEFAULT_CUE_MASKS,
     cue_sigma: float | None = None,
     image_size: int | None,
+    sketches: SketchConfig = PAPER_SKETCHES,
+    cue_style: str = "paper",
 ) -> dict[str, tf.Tensor]:
     """Derives one training or evaluation example from one colour image.
 
@@ -306,6 +316,10 @@ def prepare_example(
         image_size: the output side `S`; an image of another size is first resized (short side)
             and centre-cropped to it. None keeps the image's own size (evaluation at any size;
             not allowed with `training`).
+        sketches: the sketch style mix (default: the paper's adaptive threshold only).
+        cue_style: `paper` (the image blurred, cut by the cue mask) or `artist` (see
+            `manga_pix2pix.data.cues.artist_cues`; `cue_masks` gives the odds of a full
+            highlighter layer, strokes and none).
 
     Returns:
         `{"image", "sketch", "cues", "cue_mask"}`, float32 (see the module docstring).
@@ -326,14 +340,21 @@ def prepare_example(
         image = tf.round(image * 255.0) / 255.0
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
-    mask = random_cue_mask(height, width, mask_seed, cue_masks)
-    cues = gaussian_blur(image, cue_sigma) * 2.0 - 1.0
-    line = tf.cast(sketch(image), tf.float32) / 127.5 - 1.0
+    if cue_style == "artist":
+        cues, mask = artist_cues(image, mask_seed, cue_masks, cue_sigma)
+    elif cue_style == "paper":
+        mask = random_cue_mask(height, width, mask_seed, cue_masks)
+        cues = apply_mask(gaussian_blur(image, cue_sigma) * 2.0 - 1.0, mask)
+    else:
+        raise ValueError(f"cue_style: must be 'paper' or 'artist', got {cue_style!r}")
+    # A seed of its own, so the paper's recipe draws exactly what it drew before styles.
+    sketch_seed = tf.random.experimental.stateless_fold_in(seed, 7)
+    line = styled_sketch(image, sketch_seed, sketches) * 2.0 - 1.0
     static = [image_size, image_size] if image_size is not None else image_uint8.shape[:2]
     return {
         "image": tf.ensure_shape(image * 2.0 - 1.0, [*static, 3]),
         "sketch": tf.ensure_shape(line, [*static, 1]),
-        "cues": tf.ensure_shape(apply_mask(cues, mask), [*static, 3]),
+        "cues": tf.ensure_shape(cues, [*static, 3]),
         "cue_mask": tf.ensure_shape(mask, [*static, 1]),
     }
 

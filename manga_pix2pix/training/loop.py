@@ -307,7 +307,11 @@ class Trainer:
         batch = train.batch_size
         uses_cues = not config.data.no_cues
         with strategy.scope():
-            generator, discriminator = build_models(config.model, uses_cues=uses_cues)
+            generator, discriminator = build_models(
+                config.model,
+                uses_cues=uses_cues,
+                line_input=training_data.line_input(config.data),
+            )
             g_opt = make_optimizer(train, total_steps)
             d_opt = make_optimizer(train, total_steps)
             # The optimisers must know every variable before the first (traced) step.
@@ -576,7 +580,8 @@ def _drop_latest_checkpoint(manager: tf.train.CheckpointManager) -> None:
 
 #: Where each `build_config` override goes.
 _OVERRIDES = {
-    "image_size": "model", "base_filters": "model", "norm": "model",
+    "image_size": "model", "base_filters": "model", "norm": "model", "upsample": "model",
+    "sketch_style": "data", "line_augment": "data", "cue_style": "data",
     "source": "data", "data_dir": "data", "no_cues": "data", "complexity_ceiling": "data",
     "holdout_fraction": "data", "synthetic_count": "data",
     "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",
