@@ -236,9 +236,16 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
               help="How the line art is shown to the model: the paper's adaptive threshold, "
                    "or grey lines levelled as drawn [default: what the model was trained "
                    "for].")
+@click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
+              show_default=True,
+              help="Keep colours inside the line art's closed regions: flat (one colour per "
+                   "region, a stroked region takes its stroke's colour), shift (the same, "
+                   "keeping the model's shading), off; auto: flat with strokes or no cues, "
+                   "off with a full cue layer.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line_input, quiet):
+def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line_input, regions,
+             quiet):
     """Colour sketches of any size with a trained generator, with or without cues.
 
     SKETCHES are image files (gray, RGB, RGBA, palette PNG, JPEG, WebP, ...) or folders
@@ -266,7 +273,8 @@ def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line
         bar.update(1)
 
     report = colorize_paths(sketches, model, output, cues=cues, work_size=work_size,
-                            norm_stats=norm_stats, line_input=line_input, progress=progress)
+                            norm_stats=norm_stats, line_input=line_input, regions=regions,
+                            progress=progress)
     if bar is not None:
         bar.render_finish()
     for _sketch, message in report.failed:
