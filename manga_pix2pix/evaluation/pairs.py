@@ -323,8 +323,9 @@ class RealReport:
         metrics: `metrics[condition][method][metric]`, the mean over drawings; None where a
             method does not apply (the model with cues, for a model trained without cues) or
             no drawing has a value.
-        per_pair: `per_pair[name][condition][method][metric]`, and `per_pair[name]["strokes"]`'s
-            stroke count under `"stroke_count"`.
+        per_pair: `per_pair[name][condition][method][metric]`; also `per_pair[name]["size"]`
+            (the evaluated `[height, width]`) and `["placed"]`, the strokes placed: a list of
+            `{"region", "pixels", "colour"}` (region label, stroke pixels, RGB colour).
         figures: condition -> figure file (relative to the output folder).
     """
 
@@ -545,7 +546,7 @@ def _evaluate(mode, model, finder, folder, *, max_side, strokes, seed, figure_ro
         score = _score_pair if mode == "pairs" else _score_lineart
         per_pair[drawing.name] = score(colorizer, model.uses_cues, drawing.name, lineart,
                                        colour, strokes, seed, figs)
-        placed.append(per_pair[drawing.name]["stroke_count"])
+        placed.append(len(per_pair[drawing.name]["placed"]))
         if on_drawing is not None:
             on_drawing()
     seconds = time.perf_counter() - start
@@ -580,6 +581,16 @@ def _place(lineart: np.ndarray, count: int, seed: int, name: str):
     return found, regions.place_strokes(found, count, rng), rng
 
 
+def _placed(lineart: np.ndarray, strokes: list[regions.Stroke], colours) -> dict:
+    return {
+        "size": list(lineart.shape[:2]),
+        "placed": [
+            {"region": s.region, "pixels": int(s.mask.sum()), "colour": [int(v) for v in c]}
+            for s, c in zip(strokes, colours, strict=True)
+        ],
+    }
+
+
 def _score_pair(colorizer, uses_cues, name, lineart, colour, count, seed, figs) -> dict:
     lines = line_layer(tf.constant(lineart)).numpy()
     found, strokes, _ = _place(lineart, count, seed, name)
@@ -601,7 +612,7 @@ def _score_pair(colorizer, uses_cues, name, lineart, colour, count, seed, figs) 
         result[condition][method] = scores[f"{condition}/{method}"]
         if condition == "strokes":
             result[condition][method]["region_de"] = region_de(output, colour, found, strokes)
-    result["stroke_count"] = len(strokes)
+    result.update(_placed(lineart, strokes, colours))
     cue_tiles = {"full": full_cues, "strokes": _strokes_over(lineart, stroke_cues),
                  "none": _blank(lineart)}
     for condition, (_, baseline) in PAIR_METHODS.items():
@@ -635,7 +646,7 @@ def _score_lineart(colorizer, uses_cues, name, lineart, _colour, count, seed, fi
             "model": {"paper_l": paper_lightness(without, found)},
             "sketch_only": {"paper_l": paper_lightness(lineart, found)},
         },
-        "stroke_count": len(strokes),
+        **_placed(lineart, strokes, colours),
     }
     with_strokes = _blank(lineart)
     if uses_cues:

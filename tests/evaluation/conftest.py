@@ -63,7 +63,14 @@ def make_flat_drawing():
     return flat_drawing
 
 
-def write_pairs(folder, sizes, write) -> None:
+def write_png(path, image: np.ndarray) -> None:
+    """Writes a uint8 gray or RGB array as a PNG (OpenCV, with RGB turned to BGR)."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    assert cv2.imwrite(str(path), image), path
+
+
+def write_pairs(folder, sizes, write=write_png) -> None:
     """Writes `lineart/pNN.png` and `colour/pNN.png` for each (height, width) in `sizes`."""
     (folder / "lineart").mkdir(parents=True)
     (folder / "colour").mkdir()
