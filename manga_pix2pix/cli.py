@@ -180,11 +180,20 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
     the training ceiling). Writes metrics.json, metrics.md and one figure per task
     (sketch | cues | output | truth) into the output folder.
 
+    With --pairs (an artist's line art and colour version) or --lineart (line art
+    alone), each drawing is coloured as colorize colours it, with a full cue layer,
+    a few strokes and no cues, next to the blurred cue layer, a paint bucket and the
+    bare sketch.
+
     Example:
 
         manga-pix2pix evaluate --model run --data danbooru --data-dir data -o eval
 
         manga-pix2pix evaluate --model run --data synthetic --max-images 200 -o eval
+
+        manga-pix2pix evaluate --model run --pairs pairs/ -o eval-pairs
+
+        manga-pix2pix evaluate --model run --lineart drawings/ -o eval-lineart
     """
     import contextlib
 
