@@ -165,11 +165,14 @@ def cues(color, output, sigma):
               help="With --pairs/--lineart: the most cue strokes per drawing.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="With --pairs/--lineart: seeds where the strokes go (with each name).")
+@click.option("--work-size", type=click.IntRange(min=8), default=None,
+              help="With --pairs/--lineart: as colorize --work-size [default: the model's "
+                   "image size].")
 # -- end real line art --
 @user_errors
 def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
              max_images, batch_size, figure_rows, norm_stats, output, quiet, pairs, lineart,
-             max_side, strokes, seed):
+             max_side, strokes, seed, work_size):
     """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
 
     Rows: the model with full cues, with cues only in a few strokes, with cues
@@ -201,8 +204,8 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
     from manga_pix2pix.evaluation.tasks import parse_character_tags
 
     if pairs is not None or lineart is not None:
-        _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, figure_rows,
-                       norm_stats, output, quiet)
+        _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
+                       figure_rows, norm_stats, output, quiet)
         return
     model = ev.load_model(model_path)
     if data is None:
@@ -239,8 +242,8 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
             click.echo(f"figure ({task}): {os.path.join(output, name)}")
 
 
-def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, figure_rows,
-                   norm_stats, output, quiet):
+def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
+                   figure_rows, norm_stats, output, quiet):
     """`evaluate --pairs` / `evaluate --lineart`: real line art through the colorize path."""
     import contextlib
 
@@ -270,8 +273,9 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, fi
                 bar.update(1)
 
         report = run(model, pairs or lineart, max_side=max_side, strokes=strokes, seed=seed,
-                     figure_rows=figure_rows, norm_stats=norm_stats, output_dir=output,
-                     model_name=model_path, on_start=on_start, on_drawing=on_drawing)
+                     work_size=work_size, figure_rows=figure_rows, norm_stats=norm_stats,
+                     output_dir=output, model_name=model_path, on_start=on_start,
+                     on_drawing=on_drawing)
     if not quiet:
         click.echo(f"drawings: {report.info['count']} in {report.info['seconds']:.1f} s")
         click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")

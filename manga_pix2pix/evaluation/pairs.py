@@ -363,7 +363,7 @@ class RealReport:
             "",
             f"- model: `{info['model']}` ({info['image_size']} px, "
             f"{'trained with cues' if info['uses_cues'] else 'trained without cues'}, "
-            f"norm stats {info['norm_stats']})",
+            f"norm stats {info['norm_stats']}, work size {info['work_size']} px)",
             f"- folder: `{info['folder']}`: {info['count']} drawings, long side at most "
             f"{info['max_side']} px",
             f"- strokes: up to {info['strokes']} per drawing (seed {info['seed']}), "

@@ -82,6 +82,7 @@ def test_pairs_report_has_every_condition_method_metric_and_figure(evaluated):
     figure = read_image(out / "figures" / "strokes.png")
     assert figure.shape[1] > 5 * pairs.FIGURE_TILE  # line art | cues | output | baseline | truth
     assert body["info"]["count"] == 3 and body["info"]["seed"] == 3
+    assert body["info"]["work_size"] == 32  # colorize's default: the model's image size
     assert set(per_pair) == {"p00", "p01", "p02"}
     # Sizes: the long side shrunk to --max-side, the aspect kept; small ones left alone.
     assert per_pair["p01"]["size"] == [96, 64] and per_pair["p00"]["size"] == [72, 96]
@@ -197,7 +198,7 @@ def test_a_cue_free_model_has_no_model_rows_with_cues(cue_free, folder, tmp_path
 def lineart_evaluated(run_dir, folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("lineart_out") / "eval"
     args = ["evaluate", "--model", str(run_dir), "--lineart", str(folder / "lineart"),
-            "--max-side", "96", "--strokes", "2", "-o", str(out)]
+            "--max-side", "96", "--strokes", "2", "--work-size", "64", "-o", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     return out
@@ -206,6 +207,7 @@ def lineart_evaluated(run_dir, folder, tmp_path_factory):
 def test_lineart_report(lineart_evaluated):
     body, per_pair = _read(lineart_evaluated)
     assert set(body["metrics"]) == {"strokes", "none"}
+    assert body["info"]["work_size"] == 64 and body["info"]["mode"] == "lineart"
     model = body["metrics"]["strokes"]["model"]
     assert set(model) == {"hint_de", "leakage"}
     assert model["hint_de"] > 0 and 0 <= model["leakage"] <= 1
