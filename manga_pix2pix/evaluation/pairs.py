@@ -53,6 +53,7 @@ Everything is deterministic: the same folder, model, `seed` and options give the
 from __future__ import annotations
 
 import json
+import logging
 import time
 import zlib
 from collections.abc import Callable
@@ -76,6 +77,8 @@ from manga_pix2pix.imageio import (
 )
 from manga_pix2pix.inference.colorize import Colorizer, line_layer
 from manga_pix2pix.inference.loading import LoadedModel
+
+log = logging.getLogger(__name__)
 
 #: Conditions and, for each, its methods: the model and the baseline.
 PAIR_METHODS = {
@@ -211,7 +214,12 @@ def load_drawing(drawing: Drawing, max_side: int) -> tuple[np.ndarray, np.ndarra
                         "small to score (at least 11 pixels a side)")
     colour = None
     if drawing.colour is not None:
-        colour = _resize(read_image(drawing.colour), height, width)
+        colour = read_image(drawing.colour)
+        ratio = (colour.shape[1] / colour.shape[0]) / (lineart.shape[1] / lineart.shape[0])
+        if abs(ratio - 1.0) > 0.02:
+            log.warning("%s: its shape differs from %s's; it is stretched to fit",
+                        drawing.colour, drawing.lineart)
+        colour = _resize(colour, height, width)
     return _resize(lineart, height, width), colour
 
 
@@ -542,8 +550,8 @@ def _evaluate(mode, model, finder, folder, *, max_side, strokes, seed, figure_ro
     per_pair: dict[str, dict] = {}
     placed = []
     start = time.perf_counter()
+    score = _score_pair if mode == "pairs" else _score_lineart
     for drawing, lineart, colour in loaded:
-        score = _score_pair if mode == "pairs" else _score_lineart
         per_pair[drawing.name] = score(colorizer, model.uses_cues, drawing.name, lineart,
                                        colour, strokes, seed, figs)
         placed.append(len(per_pair[drawing.name]["placed"]))
@@ -617,8 +625,9 @@ def _score_pair(colorizer, uses_cues, name, lineart, colour, count, seed, figs) 
                  "none": _blank(lineart)}
     for condition, (_, baseline) in PAIR_METHODS.items():
         model_out = outputs.get((condition, "model"), _blank(lineart))
-        figs.add(condition, [lineart, cue_tiles[condition], model_out,
-                             outputs[condition, baseline], colour])
+        # The full cue layer is its own baseline: shown once, as the cues.
+        extra = [] if condition == "full" else [outputs[condition, baseline]]
+        figs.add(condition, [lineart, cue_tiles[condition], model_out, *extra, colour])
     return result
 
 
@@ -671,7 +680,7 @@ def leak_reach(height: int, width: int) -> int:
 
 FIGURE_LABELS = {
     "pairs": {
-        "full": ["line art", "cue layer", "output", "blurred cues", "truth"],
+        "full": ["line art", "cue layer (baseline)", "output", "truth"],
         "strokes": ["line art", "strokes", "output", "paint bucket", "truth"],
         "none": ["line art", "no cues", "output", "sketch only", "truth"],
     },

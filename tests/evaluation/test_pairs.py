@@ -360,3 +360,18 @@ def test_help_names_the_real_line_art_options():
     assert result.exit_code == 0
     for option in ("--pairs", "--lineart", "--max-side", "--strokes", "--seed"):
         assert option in result.output
+
+
+def test_a_colour_image_of_another_shape_is_stretched_with_a_warning(tmp_path, caplog):
+    from conftest import flat_drawing, write_png
+
+    lineart, colour = flat_drawing(0, 60, 80)
+    (tmp_path / "lineart").mkdir()
+    (tmp_path / "colour").mkdir()
+    write_png(tmp_path / "lineart" / "a.png", lineart)
+    write_png(tmp_path / "colour" / "a.png", cv2.resize(colour, (160, 60)))
+    drawing = pairs.find_pairs(tmp_path)[0]
+    with caplog.at_level("WARNING"):
+        art, truth = pairs.load_drawing(drawing, 512)
+    assert art.shape == truth.shape == (60, 80, 3)
+    assert "stretched" in caplog.text and "a.png" in caplog.text
