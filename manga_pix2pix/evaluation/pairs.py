@@ -379,6 +379,8 @@ class RealReport:
             f"- time: {info['seconds']:.1f} s ({info['seconds_per_drawing']:.2f} s per drawing)",
             "",
         ]
+        if self.mode == "pairs":
+            lines += self._against_baselines()
         for condition, methods in _methods(self.mode).items():
             names = self.metric_names[condition]
             lines += [f"## {condition}: {CONDITION_LABELS[condition]}", ""]
@@ -392,6 +394,35 @@ class RealReport:
                 lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
             lines.append("")
         return "\n".join(lines)
+
+
+    def _against_baselines(self) -> list[str]:
+        """The model against each condition's baseline, in one table (PSNR gain in dB)."""
+        lines = [
+            "## Model against baseline",
+            "",
+            "| condition | baseline | PSNR model / baseline (dB) | gain (dB) | "
+            "SSIM model / baseline | region ΔE model / baseline |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for condition, (_, baseline) in PAIR_METHODS.items():
+            model = self.metrics[condition]["model"] or {}
+            base = self.metrics[condition][baseline] or {}
+            gain = None
+            if model.get("psnr") is not None and base.get("psnr") is not None:
+                gain = model["psnr"] - base["psnr"]
+            cells = [
+                f"{_format('psnr', model.get('psnr'))} / {_format('psnr', base.get('psnr'))}",
+                "n/a" if gain is None or not np.isfinite(gain) else f"{gain:+.2f}",
+                f"{_format('ssim', model.get('ssim'))} / {_format('ssim', base.get('ssim'))}",
+                "" if condition != "strokes" else (
+                    f"{_format('region_de', model.get('region_de'))} / "
+                    f"{_format('region_de', base.get('region_de'))}"
+                ),
+            ]
+            lines.append(f"| {condition} | {METHOD_LABELS[baseline].removeprefix('baseline: ')} | "
+                         + " | ".join(cells) + " |")
+        return lines + [""]
 
 
 def _methods(mode: str) -> dict[str, tuple[str, ...]]:

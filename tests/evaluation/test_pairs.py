@@ -90,6 +90,9 @@ def test_pairs_report_has_every_condition_method_metric_and_figure(evaluated):
     text = (out / "metrics.md").read_text()
     assert text.startswith("# Evaluation on real pairs")
     assert "baseline: paint bucket" in text and "region ΔE" in text
+    strokes = body["metrics"]["strokes"]
+    gain = strokes["model"]["psnr"] - strokes["paint_bucket"]["psnr"]
+    assert "| strokes | paint bucket | " in text and f"| {gain:+.2f} |" in text
     assert "figure (strokes):" in output
 
 
