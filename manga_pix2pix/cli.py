@@ -151,9 +151,28 @@ def cues(color, output, sigma):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for metrics.json, metrics.md and figures/ (created if missing).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+# -- real line art (evaluate --pairs / --lineart) --
+@click.option("--pairs", type=click.Path(file_okay=False), default=None,
+              help="Score on real pairs instead of --data: a folder with lineart/NAME.* and "
+                   "colour/NAME.*, coloured as colorize does, with a full cue layer, a few "
+                   "strokes, and no cues.")
+@click.option("--lineart", type=click.Path(file_okay=False), default=None,
+              help="Score on a folder of line art with no colour version: hint fidelity, "
+                   "leakage across lines and paper kept white.")
+@click.option("--max-side", type=click.IntRange(min=11), default=512, show_default=True,
+              help="With --pairs/--lineart: shrink images to this long side first.")
+@click.option("--strokes", type=click.IntRange(min=0), default=8, show_default=True,
+              help="With --pairs/--lineart: the most cue strokes per drawing.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --pairs/--lineart: seeds where the strokes go (with each name).")
+@click.option("--work-size", type=click.IntRange(min=8), default=None,
+              help="With --pairs/--lineart: as colorize --work-size [default: the model's "
+                   "image size].")
+# -- end real line art --
 @user_errors
 def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
-             max_images, batch_size, figure_rows, norm_stats, output, quiet):
+             max_images, batch_size, figure_rows, norm_stats, output, quiet, pairs, lineart,
+             max_side, strokes, seed, work_size):
     """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
 
     Rows: the model with full cues, with cues only in a few strokes, with cues
@@ -164,17 +183,30 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
     the training ceiling). Writes metrics.json, metrics.md and one figure per task
     (sketch | cues | output | truth) into the output folder.
 
+    With --pairs (an artist's line art and colour version) or --lineart (line art
+    alone), each drawing is coloured as colorize colours it, with a full cue layer,
+    a few strokes and no cues, next to the blurred cue layer, a paint bucket and the
+    bare sketch.
+
     Example:
 
         manga-pix2pix evaluate --model run --data danbooru --data-dir data -o eval
 
         manga-pix2pix evaluate --model run --data synthetic --max-images 200 -o eval
+
+        manga-pix2pix evaluate --model run --pairs pairs/ -o eval-pairs
+
+        manga-pix2pix evaluate --model run --lineart drawings/ -o eval-lineart
     """
     import contextlib
 
     from manga_pix2pix.evaluation import evaluate as ev
     from manga_pix2pix.evaluation.tasks import parse_character_tags
 
+    if pairs is not None or lineart is not None:
+        _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
+                       figure_rows, norm_stats, output, quiet)
+        return
     model = ev.load_model(model_path)
     if data is None:
         if model.config is None:
@@ -208,6 +240,47 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
         click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")
         for task, name in report.figures.items():
             click.echo(f"figure ({task}): {os.path.join(output, name)}")
+
+
+def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
+                   figure_rows, norm_stats, output, quiet):
+    """`evaluate --pairs` / `evaluate --lineart`: real line art through the colorize path."""
+    import contextlib
+
+    from manga_pix2pix.evaluation import pairs as real
+    from manga_pix2pix.inference.loading import load_model
+
+    given = [name for name, value in (("--data", data), ("--pairs", pairs),
+                                      ("--lineart", lineart)) if value is not None]
+    if len(given) > 1:
+        raise click.UsageError(
+            f"give one of --data, --pairs and --lineart, not {' and '.join(given)}"
+        )
+    run = real.evaluate_pairs if pairs is not None else real.evaluate_lineart
+    model = load_model(model_path)
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def on_start(total):
+            nonlocal bar
+            if not quiet:
+                bar = stack.enter_context(
+                    click.progressbar(length=total, label="evaluating", file=sys.stderr)
+                )
+
+        def on_drawing():
+            if bar is not None:
+                bar.update(1)
+
+        report = run(model, pairs or lineart, max_side=max_side, strokes=strokes, seed=seed,
+                     work_size=work_size, figure_rows=figure_rows, norm_stats=norm_stats,
+                     output_dir=output, model_name=model_path, on_start=on_start,
+                     on_drawing=on_drawing)
+    if not quiet:
+        click.echo(f"drawings: {report.info['count']} in {report.info['seconds']:.1f} s")
+        click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")
+        for condition, name in report.figures.items():
+            click.echo(f"figure ({condition}): {os.path.join(output, name)}")
 
 
 @main.command()
