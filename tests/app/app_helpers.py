@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import tensorflow as tf
@@ -9,6 +11,13 @@ import tensorflow as tf
 from manga_pix2pix.config import Config, ModelConfig
 from manga_pix2pix.data.sketch import sketch
 from manga_pix2pix.models import build_models, generator_inputs
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: Set (to 1) where the browser tests must run, as CI does: a missing browser then fails them.
+REQUIRE_BROWSER = "MANGA_PIX2PIX_REQUIRE_BROWSER"
+#: A path to write the page's screenshot to (docs/images/serve.png is made this way).
+SCREENSHOT = "MANGA_PIX2PIX_SCREENSHOT"
 
 TINY = ModelConfig(image_size=32, base_filters=8)
 #: The size the stroke model is trained and served at (a multiple of TINY's 32).

@@ -6,19 +6,19 @@ import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from app_helpers import TINY, WORK_SIZE, train_stroke_model, write_run_dir
+from app_helpers import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    REQUIRE_BROWSER,
+    TINY,
+    WORK_SIZE,
+    train_stroke_model,
+    write_run_dir,
+)
 
 from manga_pix2pix.models import build_models
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-#: Set (to 1) where the browser tests must run, as CI does: a missing browser then fails them.
-REQUIRE_BROWSER = "MANGA_PIX2PIX_REQUIRE_BROWSER"
-#: A path to write the page's screenshot to (docs/images/serve.png is made this way).
-SCREENSHOT = "MANGA_PIX2PIX_SCREENSHOT"
 
 
 @pytest.fixture(scope="session")

@@ -132,6 +132,9 @@
     const hex = normaliseHex(el.hex.value);
     if (hex) setColour(hex);
   });
+  el.hex.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === "Escape") el.hex.blur();
+  });
 
   // --- tools ------------------------------------------------------------------------------
 
@@ -269,6 +272,8 @@
   el.canvas.addEventListener("pointerdown", (event) => {
     if (event.button !== 0 || !state.sketchFile) return;
     event.preventDefault();
+    // Painting takes the keyboard back from the hex field, so that B, E, [ and ] work.
+    if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
     if (state.tool === "picker") {
       pick(imagePoint(event));
       return;
