@@ -27,6 +27,7 @@ bench: venv
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/colorize.py
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

@@ -513,15 +513,15 @@ def serve(model, host, port, work_size, norm_stats, max_upload_mb, open_browser)
 
     settings = server.ServeSettings(host=host, max_upload_bytes=max_upload_mb * 1024 * 1024)
     sock = server.bind_socket(host, port)
+    warning = server.network_warning(host)
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
     try:
         loaded = server.build_app(model, work_size=work_size, norm_stats=norm_stats,
                                   settings=settings)
     except BaseException:
         sock.close()
         raise
-    warning = server.network_warning(host)
-    if warning is not None:
-        click.echo(f"Warning: {warning}", err=True)
     info = loaded.info
     cues = "with cues" if info.uses_cues else "without cues (--no-cues model)"
     click.echo(f"model: {info.name} ({info.preset or 'custom'}, {info.image_size} px, {cues}; "

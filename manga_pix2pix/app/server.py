@@ -27,7 +27,8 @@ Safety, for a server that may be left running:
     * One model instance runs on one worker thread, so the event loop keeps answering while it
       works. Each request holds a slot from the moment it arrives until it is answered; when
       all `queue_size` slots are taken, the answer is 503 at once. Memory is bounded by
-      `queue_size` times the upload cap, plus one decoded sketch at a time.
+      `queue_size` times the upload cap, plus the sketch being coloured and the last one
+      decoded (the page sends the same sketch with every stroke; it is decoded once).
     * Timeouts: `body_timeout` for the body to arrive (408), `request_timeout` for a colouring
       from arrival to answer (504). A request whose client went away (the page cancels the
       older request when a newer stroke ends) is dropped from the queue.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -394,9 +396,22 @@ def create_app(
         "max_pixels": settings.max_pixels,
     }
 
+    # The page sends the same sketch with every stroke: its last decoding is kept (only the
+    # worker thread touches it).
+    last_sketch: dict[str, Any] = {}
+
+    def decode_sketch(data: bytes) -> np.ndarray:
+        key = hashlib.sha256(data).digest()
+        if last_sketch.get("key") != key:
+            last_sketch.clear()
+            image = decode_image(data, name="sketch", max_pixels=settings.max_pixels)
+            image.setflags(write=False)
+            last_sketch.update(key=key, image=image)
+        return last_sketch["image"]
+
     def job(sketch_data: bytes, cue_data: bytes | None) -> bytes:
         try:
-            sketch = decode_image(sketch_data, name="sketch", max_pixels=settings.max_pixels)
+            sketch = decode_sketch(sketch_data)
             cues = None
             if cue_data is not None:
                 cues = decode_image(cue_data, name="cues", keep_alpha=True,
@@ -550,7 +565,7 @@ def build_app(
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to `host:port` (port 0: any free port).
+    """A TCP socket bound to `host:port` (port 0: any free port) and listening.
 
     Raises:
         UserError: the address cannot be used (unknown host, port in use, no permission).
@@ -565,6 +580,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        # Listening at once: a browser opened on the printed URL waits in the backlog until
+        # the server accepts, instead of being refused.
+        sock.listen(128)
     except OSError as err:
         sock.close()
         raise UserError(f"cannot listen on {host}:{port} ({err.strerror}); "
