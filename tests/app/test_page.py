@@ -222,3 +222,78 @@ def test_paint_two_strokes_and_download_what_colorize_reproduces(
     assert not browser.find_element("id", "sketch-pane").is_displayed()
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+DROP_OR_PASTE = """
+const [kind, seed] = arguments;
+const c = document.createElement('canvas');
+c.width = 96 + seed * 16; c.height = 64;
+const g = c.getContext('2d');
+g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height);
+g.lineWidth = 3; g.strokeStyle = '#000';
+g.beginPath(); g.moveTo(c.width / 2, 0); g.lineTo(c.width / 2, 64); g.stroke();
+c.toBlob((blob) => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], kind + '.png', {type: 'image/png'}));
+  const event = kind === 'drop'
+    ? new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true})
+    : new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true});
+  document.body.dispatchEvent(event);
+}, 'image/png');
+"""
+
+
+def test_drop_paste_eyedropper_and_opacity(browser, live_server, served):
+    server = live_server(served.app)
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    for seed, kind in enumerate(["drop", "paste"]):
+        n = seq(browser)
+        browser.execute_script(DROP_OR_PASTE, kind, seed)
+        wait(browser, lambda d, n=n: idle_with_result(d, n), what=f"the result of a {kind}")
+        width = browser.execute_script("return document.getElementById('result').naturalWidth")
+        assert width == 96 + seed * 16
+        assert browser.find_element("id", "download-result").get_attribute("download") == (
+            f"{kind}-colour.png")
+
+    # The eyedropper takes the result's colour under the pointer.
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    result = shown_result(browser)
+    browser.find_element("tag name", "body").send_keys("i")
+    image = browser.find_element("id", "result")
+    rect = image.rect
+    ActionChains(browser).move_to_element_with_offset(
+        image, int(-rect["width"] / 4), 0).click().perform()
+    picked = browser.find_element("id", "brush-color").get_attribute("value")
+    height, width = result.shape[:2]
+    x, y = width // 4, height // 2
+    near = result[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3)
+    picked_rgb = np.array([int(picked[i : i + 2], 16) for i in (1, 3, 5)])
+    assert np.abs(near.astype(int) - picked_rgb).sum(1).min() <= 3, (picked, near)
+    assert "active" in browser.find_element("id", "tool-brush").get_attribute("class")
+
+    # The opacity slider changes only how the cue layer is shown.
+    slider = browser.find_element("id", "cue-opacity")
+    browser.execute_script(
+        "arguments[0].value = 30; arguments[0].dispatchEvent(new Event('input'));", slider)
+    opacity = browser.execute_script(
+        "return getComputedStyle(document.getElementById('cue-canvas')).opacity")
+    assert float(opacity) == pytest.approx(0.3)
+
+
+def test_a_cue_free_model_colours_without_cues_and_offers_no_brush(
+    browser, live_server, cue_free_model, tmp_path
+):
+    server = live_server(build_app(cue_free_model).app)
+    sketch_path = tmp_path / "drawing.png"
+    cv2.imwrite(str(sketch_path), two_halves())
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    no_cues = browser.find_element("id", "no-cues")
+    assert no_cues.is_selected() and not no_cues.is_enabled()
+    assert not browser.find_element("id", "tool-brush").is_enabled()
+    browser.find_element("id", "sketch-input").send_keys(str(sketch_path))
+    wait(browser, lambda d: idle_with_result(d, 0), what="the result")
+    assert shown_result(browser).shape == (HEIGHT, WIDTH, 3)
+    assert browser.find_element("id", "message").text == ""
