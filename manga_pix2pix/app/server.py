@@ -238,7 +238,7 @@ class ModelWorker:
         self.queue_size = queue_size
         self._held = 0
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colorize")
+        self._executor: ThreadPoolExecutor | None = None
 
     @contextlib.contextmanager
     def slot(self):
@@ -263,11 +263,19 @@ class ModelWorker:
 
     def submit(self, func: Callable[[], Any]) -> asyncio.Future:
         """Runs `func` on the worker thread; cancelling the future drops it if not started."""
-        return asyncio.wrap_future(self._executor.submit(func))
+        with self._lock:
+            # Made on first use, so that an app served again after a shutdown works again.
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colorize")
+            executor = self._executor
+        return asyncio.wrap_future(executor.submit(func))
 
     def close(self) -> None:
         """Drops the waiting jobs; the one running, if any, finishes on its own."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _InMemoryMultiPartParser(MultiPartParser):

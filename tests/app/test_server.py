@@ -403,3 +403,10 @@ def test_a_request_whose_client_left_is_dropped_from_the_queue(stroke_colorizer,
     assert _read_response(last)[0] == 200
     last.close()
     assert gate.calls == 2  # the first and the last: the stale one never ran
+
+
+def test_an_app_serves_again_after_a_shutdown(stroke_colorizer):
+    client = small_app(stroke_colorizer)
+    for _ in range(2):
+        with client:  # startup, requests, shutdown (which stops the worker thread)
+            assert post(client, png(drawing(12))).status_code == 200

@@ -354,7 +354,13 @@
   }
 
   function cueBlob() {
-    return new Promise((resolve) => el.canvas.toBlob(resolve, "image/png"));
+    // Encoded at once: Chromium runs canvas.toBlob in idle time, which a busy machine may not
+    // give it for seconds.
+    const url = el.canvas.toDataURL("image/png");
+    const bytes = atob(url.slice(url.indexOf(",") + 1));
+    const data = new Uint8Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) data[i] = bytes.charCodeAt(i);
+    return new Blob([data], { type: "image/png" });
   }
 
   async function errorText(response) {
@@ -373,8 +379,7 @@
     const seq = ++state.seq;
     const strokeEnd = state.strokeEnd;
     setStatus("colouring…", true);
-    const cues = await cueBlob();
-    if (seq !== state.seq) return;
+    const cues = cueBlob();
     const noCues = el.noCues.checked;
     const form = new FormData();
     form.append("sketch", state.sketchFile, state.name);
@@ -400,8 +405,20 @@
     const png = await response.blob();
     if (seq !== state.seq) return;
     const url = URL.createObjectURL(png);
+    // The first load or error after this src is set answers this request; a newer request's
+    // src makes it stale, and its listeners then only clean up.
+    const listening = new AbortController();
+    el.result.addEventListener("error", () => {
+      listening.abort();
+      URL.revokeObjectURL(url);
+      finish(seq, "the browser cannot show the result");
+    }, { signal: listening.signal });
     el.result.addEventListener("load", () => {
-      if (seq !== state.seq) return;
+      listening.abort();
+      if (seq !== state.seq) {
+        URL.revokeObjectURL(url);
+        return;
+      }
       const shown = performance.now();
       if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
       if (state.cuesUrl) URL.revokeObjectURL(state.cuesUrl);
@@ -427,7 +444,7 @@
       if (state.strokeEnd === strokeEnd) state.strokeEnd = null;
       el.result.dataset.seq = String(seq);
       finish(seq, null);
-    }, { once: true });
+    }, { signal: listening.signal });
     el.result.src = url;
   }
 
