@@ -29,6 +29,7 @@ def test_help_has_the_options_and_an_example():
     assert "Example:" in result.output
 
 
+@pytest.mark.slow
 def test_a_process_prints_its_url_serves_and_stops_cleanly_on_ctrl_c(stroke_run):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(

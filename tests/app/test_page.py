@@ -20,6 +20,8 @@ from manga_pix2pix.app.server import build_app
 from manga_pix2pix.cli import main
 from manga_pix2pix.imageio import decode_image
 
+pytestmark = pytest.mark.slow  # a browser, a live server and a model trained for the tests
+
 HEIGHT, WIDTH = 192, 256
 RED, BLUE, GREEN = (220, 50, 40), (40, 70, 220), (40, 200, 60)
 #: The strokes, in sketch pixels: one in each half of the drawing.
