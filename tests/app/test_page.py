@@ -62,16 +62,17 @@ def seq(driver) -> int:
     return driver.execute_script("return window.mangaPix2pix.seq")
 
 
-def paint(driver, points):
-    """Drags the mouse along `points` (sketch pixels) over the cue canvas."""
+def paint(driver, points, size=(HEIGHT, WIDTH)):
+    """Drags the mouse along `points` (sketch pixels) over the cue canvas of a `size` sketch."""
     from selenium.webdriver.common.action_chains import ActionChains
 
+    height, width = size
     canvas = driver.find_element("id", "cue-canvas")
     rect = canvas.rect
-    sx, sy = rect["width"] / WIDTH, rect["height"] / HEIGHT
+    sx, sy = rect["width"] / width, rect["height"] / height
 
     def offset(p):  # from the element's centre, in CSS pixels
-        return int(round((p[0] - WIDTH / 2) * sx)), int(round((p[1] - HEIGHT / 2) * sy))
+        return int(round((p[0] - width / 2) * sx)), int(round((p[1] - height / 2) * sy))
 
     actions = ActionChains(driver)
     actions.move_to_element_with_offset(canvas, *offset(points[0])).click_and_hold()
@@ -274,6 +275,19 @@ def test_drop_paste_eyedropper_and_opacity(browser, live_server, served):
     picked_rgb = np.array([int(picked[i : i + 2], 16) for i in (1, 3, 5)])
     assert np.abs(near.astype(int) - picked_rgb).sum(1).min() <= 3, (picked, near)
     assert "active" in browser.find_element("id", "tool-brush").get_attribute("class")
+
+    # The eraser takes paint off the cue layer where it passes.
+    n = seq(browser)
+    paint(browser, [(10, 32), (50, 32), (100, 32)], size=(64, 112))
+    body = browser.find_element("tag name", "body")
+    body.send_keys("e")
+    paint(browser, [(56, 2), (56, 32), (56, 62)], size=(64, 112))
+    wait(browser, lambda d: idle_with_result(d, n + 1), what="the result after erasing")
+    alpha = browser.execute_script(
+        "const c = document.getElementById('cue-canvas');"
+        "const d = c.getContext('2d').getImageData(0, 32, c.width, 1).data;"
+        "return Array.from({length: c.width}, (_, i) => d[4 * i + 3]);")
+    assert alpha[20] == 255 and alpha[90] == 255 and alpha[56] == 0, alpha
 
     # The opacity slider changes only how the cue layer is shown.
     slider = browser.find_element("id", "cue-opacity")
