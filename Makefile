@@ -28,6 +28,7 @@ bench: venv
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/colorize.py
 	$(BIN)/python benchmarks/evaluate_pairs.py
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

@@ -578,6 +578,58 @@ def train(run_dir, preset_name, init_from, quiet, **options):
             click.echo(f"{done}; this worker's part is done (the chief writes the run directory)")
 
 
+@main.command()
+@click.option("-m", "--model", required=True, type=click.Path(),
+              help="A run directory, a .keras generator file or an exported SavedModel folder.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback lets others on the network "
+                   "use it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--work-size", type=click.IntRange(min=8), default=None,
+              help="Short side in pixels at which colours are computed [default: the model's "
+                   "image size] (see colorize --help).")
+@click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
+              show_default=True, help="Batch-norm statistics (see colorize --help).")
+@click.option("--max-upload-mb", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Largest request accepted, in MB (sketch and cues together).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@user_errors
+def serve(model, host, port, work_size, norm_stats, max_upload_mb, open_browser):
+    """Serve a local web page for painting colour strokes over a sketch.
+
+    Open a sketch, paint cues on it and the colouring updates after each stroke.
+    The model is loaded once; Ctrl-C stops the server. Download the result and the
+    cue layer: `colorize --cues` gives the same result from the same files.
+
+    Example:
+
+        manga-pix2pix serve --model run --open
+
+        manga-pix2pix serve --model run/generator.keras --port 8080 --work-size 512
+    """
+    from manga_pix2pix.app import server
+
+    settings = server.ServeSettings(host=host, max_upload_bytes=max_upload_mb * 1024 * 1024)
+    sock = server.bind_socket(host, port)
+    warning = server.network_warning(host)
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
+    try:
+        loaded = server.build_app(model, work_size=work_size, norm_stats=norm_stats,
+                                  settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    info = loaded.info
+    cues = "with cues" if info.uses_cues else "without cues (--no-cues model)"
+    click.echo(f"model: {info.name} ({info.preset or 'custom'}, {info.image_size} px, {cues}; "
+               f"work size {info.work_size})")
+    click.echo(f"serving on {server.url_of(sock)}  (Ctrl-C to stop)")
+    server.run_server(loaded.app, sock, open_browser=open_browser)
+    click.echo("stopped")
+
+
 # -- commands end --
 
 
