@@ -53,7 +53,9 @@ def pipeline_options(runner: str, num_workers: int | None = None,
     args = [f"--runner={RUNNER_CLASSES[runner]}"]
     if runner == "local":
         args += [f"--direct_num_workers={num_workers or os.cpu_count() or 1}",
-                 "--direct_running_mode=multi_processing"]
+                 "--direct_running_mode=multi_processing",
+                 # The workers' start-up notes would bury the summary.
+                 "--default_sdk_harness_log_level=WARNING"]
     elif num_workers and runner == "dataflow":
         args.append(f"--num_workers={num_workers}")
     elif num_workers and runner == "flink":
