@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from manga_pix2pix.errors import UserError
-from manga_pix2pix.imageio import write_bytes_atomic, write_image
+from manga_pix2pix.imageio import encode_image, write_bytes_atomic, write_image
 
 if TYPE_CHECKING:
     from tfds_danbooru.scrape import CollectStats
@@ -297,10 +297,10 @@ def build_dataset(options: BuildOptions,
 
     if options.source not in SOURCES:
         raise UserError(f"--source: must be one of {', '.join(SOURCES)}")
-    data_dir = Path(options.data_dir).expanduser().absolute()
+    data_dir = _data_dir(options)
     if data_dir.exists() and not data_dir.is_dir():
         raise UserError(f"{data_dir}: is a file, not a folder")
-    manual_dir = manual_dir_of(data_dir)
+    manual_dir = data_dir / "downloads" / "manual" / "danbooru"
     if options.source == "dump":
         return _build_from_dump(options, data_dir, manual_dir, notice or (lambda line: None))
     if (manual_dir / SPEC_NAME).exists():
@@ -335,7 +335,10 @@ def _finish(builder, stats: CollectStats, data_dir: Path, manual_dir: Path) -> B
     splits, complexities = read_complexities(builder)
     histogram = data_dir / f"complexity-{builder.builder_config.name}.png"
     try:
-        write_image(histogram, complexity_histogram(complexities))
+        if isinstance(histogram, Path):
+            write_image(histogram, complexity_histogram(complexities))
+        else:
+            histogram.write_bytes(encode_image(complexity_histogram(complexities)))
     except UserError as err:
         if _disk_full_error(err):
             raise UserError(f"the disk is full: cannot write {histogram}") from None
@@ -343,6 +346,18 @@ def _finish(builder, stats: CollectStats, data_dir: Path, manual_dir: Path) -> B
     return BuildReport(stats=stats, dataset=f"danbooru/{builder.builder_config.name}",
                        data_dir=data_dir, manual_dir=manual_dir, splits=splits,
                        complexities=complexities, histogram=histogram)
+
+
+def _data_dir(options: BuildOptions):
+    """The data dir: a local folder, or (for a dump on a cluster) a URL such as gs://..."""
+    if "://" not in str(options.data_dir):
+        return Path(options.data_dir).expanduser().absolute()
+    if options.source != "dump":
+        raise UserError("--data-dir: a URL is for --source dump on a cluster runner; other "
+                        "sources write to a local folder")
+    from etils import epath
+
+    return epath.Path(options.data_dir)
 
 
 def _dump_spec(options: BuildOptions):
@@ -393,7 +408,10 @@ def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
                    f"{budget:,} images per machine (--max-images), or use a cluster runner")
     try:
         manual_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(manual_dir / dump.SPEC_NAME, spec.to_json().encode())
+        if isinstance(manual_dir, Path):
+            write_bytes_atomic(manual_dir / dump.SPEC_NAME, spec.to_json().encode())
+        else:
+            (manual_dir / dump.SPEC_NAME).write_text(spec.to_json())
     except OSError as err:
         raise UserError(f"{manual_dir}: cannot write ({err.strerror})") from None
     workers = options.num_workers or (os.cpu_count() if options.runner == "local" else None)

@@ -33,6 +33,7 @@ import collections
 import dataclasses
 import json
 import logging
+import os
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -183,6 +184,9 @@ def make_spec(dump_dir, dump_format: str = "auto", **filters) -> DumpSpec:
     Raises:
         UserError: the dump is missing, has another layout, or lacks metadata or images.
     """
+    if "://" not in str(dump_dir):
+        # The workers may not share this process's working directory.
+        dump_dir = os.path.abspath(os.path.expanduser(dump_dir))
     root = epath.Path(dump_dir)
     fmt = detect_format(root) if dump_format == "auto" else dump_format
     if fmt not in FORMATS:
@@ -462,13 +466,14 @@ def process_container(
         else:
             readable.append((post, member))
     datas = _read_members(container, [member for _, member in readable])
-    for (post, _member), data in zip(readable, datas, strict=True):
+    for (post, member), data in zip(readable, datas, strict=True):
         if data is None:
             yield "event", "skipped/unreadable"
             continue
         yield "event", "fetched"
-        # A 512-px JPEG is not the file the md5 describes.
-        checked_post = post if spec.images == "original" else dataclasses.replace(post, md5=None)
+        # A 512-px JPEG or a WebP mirror's file is not the file the md5 describes.
+        original = spec.images == "original" and member[0].rsplit(".", 1)[-1] == post.ext
+        checked_post = post if original else dataclasses.replace(post, md5=None)
         try:
             checked = verify(data, checked_post, spec.filters)
         except _Skip as skip:
