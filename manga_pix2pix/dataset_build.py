@@ -373,17 +373,6 @@ def _dump_spec(options: BuildOptions):
         max_images=options.max_images)
 
 
-def _count_posts(spec, limit: int) -> int:
-    """The dump's metadata records, counted up to `limit` (JSON lines and Parquet rows)."""
-    import itertools
-
-    from tfds_danbooru import dump
-
-    return sum(1 for _ in itertools.islice(
-        (record for path in dump.metadata_files(spec) for record in dump.read_records(path)),
-        limit))
-
-
 def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
                      notice: Callable[[str], None]) -> BuildReport:
     from tfds_danbooru import dump
@@ -403,7 +392,7 @@ def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
                         "dump's; use another --data-dir")
     budget = dump.LOCAL_IMAGE_BUDGET
     if options.runner == "local" and (spec.max_images is None or spec.max_images > budget):
-        if _count_posts(spec, budget + 1) > budget:
+        if dump.count_posts(spec, budget + 1) > budget:
             notice(f"warning: the local runner holds its shuffles in memory; budget about "
                    f"{budget:,} images per machine (--max-images), or use a cluster runner")
     try:

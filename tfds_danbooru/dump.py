@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -551,6 +552,12 @@ def read_posts(spec: DumpSpec) -> Iterator[Post]:
     for path in metadata_files(spec):
         for record in read_records(path):
             yield parse_record(record, spec.format)
+
+
+def count_posts(spec: DumpSpec, limit: int) -> int:
+    """The dump's metadata records, counted up to `limit` (to warn before a long local run)."""
+    records = (record for path in metadata_files(spec) for record in read_records(path))
+    return sum(1 for _ in itertools.islice(records, limit))
 
 
 def plain_examples(

@@ -115,6 +115,21 @@ def test_both_layouts_in_one_process_keep_and_count_every_case(tmp_path):
     assert counts["skipped/tags"] == 8 and counts["skipped/max_images"] == 1
     assert counts["kept"] == 2
 
+    # JPEG storage: its own config, close to the PNG pixels.
+    jpeg = pack(tmp_path / "data0", tmp_path / "data0" / "manual", 64, "center", 0.3, False,
+                "jpeg")
+    assert jpeg.builder_config.name == "64-test30-jpeg"
+    png = examples(build(tmp_path / "dump0", tmp_path / "png"))
+    for split, found in examples(jpeg).items():
+        for post_id, value in found.items():
+            pixels = [np.frombuffer(v[0], np.uint8).astype(int)
+                      for v in (value, png[split][post_id])]
+            assert 0 < np.abs(pixels[0] - pixels[1]).mean() < 6
+
+    # The local runner's budget warning counts the metadata records, up to a limit.
+    spec = dump.make_spec(tmp_path / "dump0")
+    assert dump.count_posts(spec, 1000) == 17 and dump.count_posts(spec, 5) == 5
+
 
 def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
     from tfds_danbooru.dump_beam import pipeline_options
