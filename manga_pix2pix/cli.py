@@ -324,7 +324,7 @@ def _notice(line: str, quiet: bool) -> None:
                    "q questionable, e explicit [default: g].")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
               help="Stop once the dataset holds this many images, earlier runs included "
-                   "[default: 1000; a folder: all its images].")
+                   "[default: 1000; a folder: all its images; a dump: all its posts].")
 @click.option("--min-resolution", type=click.IntRange(min=1), default=None,
               help="Skip images whose short side is below this many pixels "
                    "[default: the image size].")

@@ -242,7 +242,11 @@ def read_records(path: str) -> Iterator[object]:
     A line that is not JSON gives None (counted as a malformed post).
     """
     if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise UserError(f"{path}: reading Parquet needs pyarrow, which comes with Apache "
+                            f"Beam: pip install '{BEAM_EXTRA}'") from None
 
         with epath.Path(path).open("rb") as f:
             table = pq.read_table(f)
