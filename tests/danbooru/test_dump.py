@@ -131,6 +131,7 @@ def test_both_layouts_in_one_process_keep_and_count_every_case(tmp_path):
     assert dump.count_posts(spec, 1000) == 17 and dump.count_posts(spec, 5) == 5
 
 
+@pytest.mark.slow
 def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
     from tfds_danbooru.dump_beam import pipeline_options
 
@@ -153,6 +154,7 @@ def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
     assert report(beam) == report(plain) == expected
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_a_tar_dump_then_tfds_load(tmp_path):
     help_text = CliRunner().invoke(main, ["build-dataset", "--help"]).output
     for option in ("--dump-dir", "--dump-format", "--runner", "--num-workers", "--beam-option",
