@@ -129,7 +129,14 @@ class BuildReport:
 
 
 def manual_dir_of(data_dir: str | os.PathLike) -> Path:
-    """The manual dir `build-dataset` fills: `<data_dir>/downloads/manual/danbooru`."""
+    """The manual dir `build-dataset` fills: `<data_dir>/downloads/manual/danbooru`.
+
+    A URL data dir (gs://...) gives an `etils.epath.Path`.
+    """
+    if "://" in str(data_dir):
+        from etils import epath
+
+        return epath.Path(data_dir) / "downloads" / "manual" / "danbooru"
     return Path(data_dir) / "downloads" / "manual" / "danbooru"
 
 
@@ -300,7 +307,7 @@ def build_dataset(options: BuildOptions,
     data_dir = _data_dir(options)
     if data_dir.exists() and not data_dir.is_dir():
         raise UserError(f"{data_dir}: is a file, not a folder")
-    manual_dir = data_dir / "downloads" / "manual" / "danbooru"
+    manual_dir = manual_dir_of(data_dir)
     if options.source == "dump":
         return _build_from_dump(options, data_dir, manual_dir, notice or (lambda line: None))
     if (manual_dir / SPEC_NAME).exists():

@@ -237,6 +237,11 @@ def test_cluster_runner_options_are_built_without_running(tmp_path):
     for name in ("FlinkRunner", "SparkRunner", "DirectRunner"):
         assert type(create_runner(name)).__name__.endswith(name)
 
+    # A URL data dir is for workers on a cluster; the scraping sources write locally.
+    url = CliRunner().invoke(main, ["build-dataset", "--source", "synthetic",
+                                    "--data-dir", "gs://bucket/data"])
+    assert url.exit_code == 1 and "a URL is for --source dump" in url.output
+
     local = pipeline_options("local")
     assert local.get_all_options()["direct_num_workers"] == os.cpu_count()
     for runner, options, message in [("spark", [], "spark_master_url"),
