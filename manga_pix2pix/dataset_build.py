@@ -25,6 +25,7 @@ import io
 import logging
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -414,9 +415,14 @@ def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
     notice(f"packing {spec.dump_dir} ({spec.format}, {len(dump.metadata_files(spec))} "
            f"metadata files, {len(dump.containers(spec))} image containers) on the "
            f"{options.runner} runner" + (f" with {workers} workers" if workers else ""))
-    builder = pack(data_dir, manual_dir, options.image_size, options.crop,
-                   options.test_fraction, options.progress_bars, options.encoding,
-                   beam_options)
+    try:
+        builder = pack(data_dir, manual_dir, options.image_size, options.crop,
+                       options.test_fraction, options.progress_bars, options.encoding,
+                       beam_options)
+    except UserError:
+        raise
+    except Exception as err:  # Beam re-raises a worker's error, whatever it was, as text
+        raise _beam_error(err) from None
     events = dump.read_reports(builder.report_path(split) for split in ("train", "test"))
     stats = CollectStats(seen=events["seen"], fetched=events["fetched"], kept=events["kept"],
                          total=events["kept"])
@@ -427,6 +433,19 @@ def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
         elif kind == "duplicates":
             stats.duplicates[reason] = count
     return _finish(builder, stats, data_dir, manual_dir)
+
+
+def _beam_error(err: Exception) -> UserError:
+    """A one-line error for a failed Beam run (the whole error goes to the log)."""
+    log.debug("the Beam pipeline failed", exc_info=err)
+    text = str(err)
+    empty = re.search(r"number of generated examples is 0 for split (\w+)", text)
+    if empty:
+        return UserError(
+            f"no image of the dump is left for the {empty[1]} split: check --tags, --rating "
+            "and --min-resolution (or, for the test split, --test-fraction)")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return UserError(f"the Beam pipeline failed: {lines[-1] if lines else type(err).__name__}")
 
 
 def format_report(report: BuildReport) -> list[str]:

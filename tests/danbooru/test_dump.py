@@ -183,6 +183,14 @@ def test_cli_end_to_end_on_a_tar_dump_then_tfds_load(tmp_path):
     assert loaded == {i: (split, v[0], v[2]) for split, vs in plain.items()
                       for i, v in vs.items()}
 
+    # A dump of which no post passes is a one-line error too, after the pipeline ran.
+    empty = CliRunner().invoke(main, [
+        "build-dataset", "--source", "dump", "--dump-dir", str(dump_dir), "--image-size", "64",
+        "--tags", "no_such_tag", "--num-workers", "1", "--data-dir", str(tmp_path / "empty")])
+    assert empty.exit_code == 1, empty.output
+    assert "Error: no image of the dump is left for the train split" in empty.output
+    assert "Traceback" not in empty.output
+
     # The same data dir cannot take scraped posts, and bad input is one line.
     again = CliRunner().invoke(main, ["build-dataset", "--source", "synthetic",
                                       "--data-dir", str(data_dir)])
