@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-run
 $(BIN)/manga-pix2pix: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,beam]'
 	touch $@
 
 venv: $(BIN)/manga-pix2pix

@@ -387,12 +387,18 @@ def export(model, output, fmt, norm_stats, force):
     export_model(model, output, fmt, norm_stats=norm_stats, force=force)
 
 
+def _notice(line: str, quiet: bool) -> None:
+    """Shows a progress line on stderr (a warning even with --quiet)."""
+    if not quiet or line.startswith("warning:"):
+        click.echo(line, err=True)
+
+
 @main.command("build-dataset")
 @click.option("--source", type=click.Choice(["danbooru", "safebooru", "html", "folder",
-                                             "synthetic"]),
+                                             "synthetic", "dump"]),
               default="danbooru", show_default=True,
               help="Where images come from: a booru API, a booru's HTML pages, a local "
-                   "folder, or the built-in synthetic drawings.")
+                   "folder, the built-in synthetic drawings, or a Danbooru dump.")
 @click.option("--base-url", default=None,
               help="The site to ask [default: danbooru.donmai.us for danbooru, safebooru.org "
                    "for safebooru and html].")
@@ -403,7 +409,7 @@ def export(model, output, fmt, norm_stats, force):
                    "q questionable, e explicit [default: g].")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
               help="Stop once the dataset holds this many images, earlier runs included "
-                   "[default: 1000; a folder: all its images].")
+                   "[default: 1000; a folder: all its images; a dump: all its posts].")
 @click.option("--min-resolution", type=click.IntRange(min=1), default=None,
               help="Skip images whose short side is below this many pixels "
                    "[default: the image size].")
@@ -430,11 +436,29 @@ def export(model, output, fmt, norm_stats, force):
 @click.option("--busy-fraction", type=click.FloatRange(min=0, max=1), default=0.1,
               show_default=True,
               help="Synthetic only: share of busy, high-detail images (tagged busy_style).")
+@click.option("--dump-dir", type=click.Path(), default=None,
+              help="The dump of --source dump (Danbooru2021 or Danbooru2023 layout).")
+@click.option("--dump-format", type=click.Choice(["auto", "danbooru2021", "danbooru2023"]),
+              default="auto", show_default=True, help="The dump's layout (auto: detected).")
+@click.option("--runner", type=click.Choice(["local", "dataflow", "flink", "spark"]),
+              default="local", show_default=True,
+              help="Dump only: the Apache Beam runner (local: worker processes on this "
+                   "machine).")
+@click.option("--num-workers", type=click.IntRange(min=1), default=None,
+              help="Dump only: Beam worker processes (local) or workers (Dataflow, Flink) "
+                   "[default: the CPU count for local].")
+@click.option("--beam-option", "beam_options", multiple=True, metavar="KEY=VALUE",
+              help="Dump only: a Beam pipeline option for the runner (repeatable), e.g. "
+                   "project=my-project, temp_location=gs://bucket/tmp, flink_master=host:8081.")
+@click.option("--encoding", type=click.Choice(["png", "jpeg"]), default="png",
+              show_default=True,
+              help="How the packed images are stored (jpeg: a fraction of the size, lossy).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
 @user_errors
 def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, image_size,
                   crop, test_fraction, data_dir, rate_limit, timeout, retries, page_size, folder,
-                  busy_fraction, quiet):
+                  busy_fraction, dump_dir, dump_format, runner, num_workers, beam_options,
+                  encoding, quiet):
     """Build the `danbooru` TFDS dataset of coloured illustrations.
 
     Images are gathered into DATA_DIR/downloads/manual/danbooru/ (files named by
@@ -443,6 +467,10 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
     after an interruption to finish it: nothing already kept is downloaded twice.
     Safe-for-work only by default (rating g). Polite: 1 request/s by default.
 
+    A dump (--source dump --dump-dir DIR) is read in place and packed on Apache
+    Beam (pip install 'manga-pix2pix[beam]'): on this machine's CPUs with
+    --runner local, or on a cluster with --runner dataflow, flink or spark.
+
     Example:
 
         manga-pix2pix build-dataset --tags holding_staff --max-images 500 --data-dir data
@@ -450,6 +478,8 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
         manga-pix2pix build-dataset --source synthetic --max-images 200 --data-dir data
 
         manga-pix2pix build-dataset --source folder --folder my_art --data-dir data
+
+        manga-pix2pix build-dataset --source dump --dump-dir danbooru2021 --data-dir data
     """
     import contextlib
 
@@ -461,6 +491,8 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
         image_size=int(image_size), crop=crop, test_fraction=test_fraction,
         rate_limit=rate_limit, timeout=timeout, retries=retries, page_size=page_size,
         folder=folder, busy_fraction=busy_fraction, progress_bars=not quiet,
+        dump_dir=dump_dir, dump_format=dump_format, runner=runner, num_workers=num_workers,
+        beam_options=tuple(beam_options), encoding=encoding,
     )
     with contextlib.ExitStack() as stack:
         bar = None
@@ -474,7 +506,9 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
             bar.update(max(0, held - shown))
             shown = held
 
-        report = dataset_build.build_dataset(options, progress=None if quiet else progress)
+        report = dataset_build.build_dataset(
+            options, progress=None if quiet else progress,
+            notice=functools.partial(_notice, quiet=quiet))
     if not quiet:
         for line in dataset_build.format_report(report):
             click.echo(line)
