@@ -461,8 +461,12 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               default=None, help="auto: TPU if --tpu, all GPUs if several, else one device; "
                                  "multi-worker reads TF_CONFIG [default: auto].")
 @click.option("--tpu", default=None, help="TPU name or grpc:// address.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
-              default=None, help="Compute precision [default: float32].")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16",
+                                                "mixed_bfloat16"]),
+              default=None, help="Compute precision. auto: mixed_bfloat16 on hardware with "
+                                 "bfloat16 units (AMX or AVX512-BF16 CPUs, GPUs of compute "
+                                 "capability 8.0+, TPUs), else float32; a resumed run keeps "
+                                 "its own [default: auto].")
 @click.option("--xla", is_flag=True, default=None, help="Compile the step with XLA.")
 @click.option("--seed", type=int, default=None,
               help="Seeds weights, data order, augmentation, cue masks and dropout [default: 0].")

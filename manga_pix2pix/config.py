@@ -14,7 +14,7 @@ from typing import Any
 from manga_pix2pix.errors import UserError
 
 NORMALIZATIONS = ("batch", "instance")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 
 
@@ -103,7 +103,9 @@ class TrainConfig:
         l1_weight: weight of the L1 term in the generator loss (paper: 100).
         lr_decay: `constant`, or `linear` decay to 0 over the second half of training.
         seed: seeds data order, augmentation, cue masks and initial weights.
-        precision: `float32`, `mixed_float16` (with loss scaling) or `mixed_bfloat16`.
+        precision: `auto` (bfloat16 where the hardware has it, see
+            `training.strategy.resolve_precision`), `float32`, `mixed_float16` (with loss
+            scaling) or `mixed_bfloat16`. A run's `config.json` records the concrete choice.
         xla: compile the train step with XLA.
         strategy: `auto`, `default`, `mirrored`, `multi-worker` or `tpu`.
         tpu: TPU name or address for the `tpu` strategy (implies it under `auto`).
@@ -120,7 +122,7 @@ class TrainConfig:
     l1_weight: float = 100.0
     lr_decay: str = "constant"
     seed: int = 0
-    precision: str = "float32"
+    precision: str = "auto"
     xla: bool = False
     strategy: str = "auto"
     tpu: str | None = None

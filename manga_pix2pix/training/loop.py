@@ -25,6 +25,7 @@ last bits of multi-threaded float arithmetic, which may differ between runs and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ from manga_pix2pix.training.strategy import (
     is_chief,
     make_strategy,
     precision_policy,
+    resolve_precision,
     strategy_name,
 )
 
@@ -276,17 +278,33 @@ class Trainer:
         # started afresh, whatever config it holds.
         has_weights = (tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
                        or (self.run_dir / GENERATOR_FILE).exists())
+        self.strategy = make_strategy(self.config.train.strategy, self.config.train.tpu)
+        self.chief = is_chief(self.strategy)
+        self._resolve_precision(saved if has_weights else None)
         if saved is not None and has_weights:
             check_resumable(saved, self.config, self.run_dir)
         train = self.config.train
-        self.strategy = make_strategy(train.strategy, train.tpu)
-        self.chief = is_chief(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise UserError(f"--batch-size {train.batch_size} does not split over {replicas} "
                             "replicas; use a multiple of it")
         with precision_policy(train.precision):
             return self._run()
+
+    def _resolve_precision(self, saved: Config | None) -> None:
+        """Replaces a precision of `auto` by the concrete one (so `config.json` records it).
+
+        A resumed run keeps the precision it was trained in.
+        """
+        train = self.config.train
+        if train.precision == "auto" and saved is not None:
+            precision, reason = saved.train.precision, "auto: the run's own"
+        else:
+            precision, reason = resolve_precision(train.precision, self.strategy)
+        self.config = dataclasses.replace(
+            self.config, train=dataclasses.replace(train, precision=precision)
+        )
+        self.precision_reason = reason
 
     def _run(self) -> dict[str, Any]:
         config, train, run_dir = self.config, self.config.train, self.run_dir
@@ -417,6 +435,7 @@ class Trainer:
             f"Training {total_steps} steps ({total_steps / per_epoch:.3g} epochs of "
             f"{data.num_images} images, batch {batch}) on {device_description(strategy)}"
         )
+        self._echo(f"Precision: {train.precision} ({self.precision_reason})")
         losses: dict[str, float] = {}
         step_time, timed_steps = 0.0, 0
         began = time.monotonic()
@@ -467,6 +486,7 @@ class Trainer:
             "device": device_description(strategy),
             "strategy": strategy_name(strategy),
             "precision": train.precision,
+            "precision_reason": self.precision_reason,
             "xla": train.xla,
             "batch_size": batch,
             "num_images": data.num_images,
