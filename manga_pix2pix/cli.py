@@ -468,6 +468,10 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
                                  "capability 8.0+, TPUs), else float32; a resumed run keeps "
                                  "its own [default: auto].")
 @click.option("--xla", is_flag=True, default=None, help="Compile the step with XLA.")
+@click.option("--derive-on", type=click.Choice(["auto", "host", "device"]), default=None,
+              help="Where sketches, cues and cue masks are derived: host (input pipeline), "
+                   "device (in the train step, on the accelerator), auto (device with a GPU "
+                   "or TPU, else host); the same examples either way [default: auto].")
 @click.option("--seed", type=int, default=None,
               help="Seeds weights, data order, augmentation, cue masks and dropout [default: 0].")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,

@@ -16,6 +16,7 @@ from manga_pix2pix.errors import UserError
 NORMALIZATIONS = ("batch", "instance")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+DERIVE_ON = ("auto", "host", "device")
 
 
 @dataclass
@@ -107,6 +108,10 @@ class TrainConfig:
             `training.strategy.resolve_precision`), `float32`, `mixed_float16` (with loss
             scaling) or `mixed_bfloat16`. A run's `config.json` records the concrete choice.
         xla: compile the train step with XLA.
+        derive_on: where the sketch, cues and cue masks are derived from the augmented uint8
+            images: `host` (in the input pipeline), `device` (at the start of the train step,
+            per replica, on the accelerator) or `auto` (device with a GPU or TPU, else host).
+            The same examples either way; a run's `config.json` records the concrete choice.
         strategy: `auto`, `default`, `mirrored`, `multi-worker` or `tpu`.
         tpu: TPU name or address for the `tpu` strategy (implies it under `auto`).
         checkpoint_every: save a checkpoint every this many steps (and at the end).
@@ -124,6 +129,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     xla: bool = False
+    derive_on: str = "auto"
     strategy: str = "auto"
     tpu: str | None = None
     checkpoint_every: int = 500
@@ -135,6 +141,8 @@ class TrainConfig:
             raise ValueError(f"batch_size: must be positive, got {self.batch_size}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.derive_on not in DERIVE_ON:
+            raise ValueError(f"derive_on: must be one of {DERIVE_ON}, got {self.derive_on!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.lr_decay not in ("constant", "linear"):

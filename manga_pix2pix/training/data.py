@@ -13,7 +13,8 @@ the input:
 * Epoch `e` visits the images in an order shuffled by the seed `(seed, e)`; the epochs follow
   each other without a break, so batches may straddle two epochs.
 * Example `n` of the stream (counted from the start of training) is augmented, and its cue mask
-  drawn, by the stateless seed `(seed, n)`.
+  drawn, by the stateless seed `(seed, n)`: the same whether the batch is derived on the host
+  or in the train step on the device (`TrainConfig.derive_on`).
 
 So the stream from step `k` on is fully determined by the config and `k`: resuming at step `k`
 starts at epoch `k * B // N` and skips the examples already used in it, without preparing them.
@@ -29,7 +30,12 @@ import tensorflow as tf
 
 from manga_pix2pix.config import Config, DataConfig
 from manga_pix2pix.data.cues import NO_CUES, CueMaskConfig
-from manga_pix2pix.data.pipeline import load_images, prepare_example
+from manga_pix2pix.data.pipeline import (
+    augment_image,
+    derive_on_host,
+    load_images,
+    prepare_example,
+)
 from manga_pix2pix.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -181,11 +187,14 @@ def _preview_batch(config: Config, train_images: tf.data.Dataset) -> dict[str, n
 
 
 def training_stream(
-    config: Config, data: TrainingData, global_batch_size: int, start_step: int = 0
+    config: Config, data: TrainingData, global_batch_size: int, start_step: int = 0,
+    derive: bool = True,
 ) -> tf.data.Dataset:
     """The infinite stream of training batches from `start_step` on (see the module docstring).
 
-    Batches are dicts of float32 `[B, S, S, C]`: `image`, `sketch`, `cues`, `cue_mask`.
+    Batches are dicts of float32 `[B, S, S, C]`: `image`, `sketch`, `cues`, `cue_mask`; or,
+    without `derive`, the augmented batches `{"image": uint8 [B, S, S, 3], "seed": int64
+    [B, 2]}` for the train step to derive on the device (`derive_batch`, same result).
     """
     seed = config.train.seed
     masks = cue_masks(config.data)
@@ -201,17 +210,19 @@ def training_stream(
         tf.random.set_seed(seed + 1)
         return images.shuffle(buffer, seed=e, reshuffle_each_iteration=False)
 
-    def prepare(index, image):
-        return prepare_example(
-            image, seed=tf.stack([tf.constant(seed, tf.int64), index]), training=True,
-            cue_masks=masks, cue_sigma=config.data.cue_sigma,
-            image_size=config.model.image_size,
-        )
+    def augment(index, image):
+        example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+        image = augment_image(image, seed=example_seed, training=True,
+                              image_size=config.model.image_size)
+        return {"image": image, "seed": example_seed}
 
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
     ds = ds.skip(skip).enumerate(start=start)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(global_batch_size, drop_remainder=True)
+    if derive:
+        ds = derive_on_host(ds, masks, config.data.cue_sigma)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     # Every worker computes the same stream and keeps its share of each batch; sharding by

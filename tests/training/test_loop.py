@@ -193,3 +193,18 @@ def test_auto_precision_is_resolved_printed_recorded_and_kept_on_resume(tmp_path
     resumed = Trainer(_config(3), tmp_path / "run", quiet=True).run()
     assert resumed["precision"] == expected
     assert resumed["precision_reason"] == "auto: the run's own"
+
+
+def test_deriving_on_the_device_trains_exactly_as_on_the_host(tmp_path):
+    runs = {}
+    for where in ("host", "device"):
+        trainer = Trainer(_config(3, derive_on=where), tmp_path / where, quiet=True)
+        summary = trainer.run()
+        assert summary["derive_on"] == where
+        saved = json.loads((tmp_path / where / "config.json").read_text())
+        assert saved["train"]["derive_on"] == where
+        runs[where] = _weights(trainer.generator) + _weights(trainer.discriminator)
+    for a, b in zip(runs["host"], runs["device"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    auto = Trainer(_config(1), tmp_path / "auto", quiet=True).run()
+    assert auto["derive_on"] == ("device" if tf.config.list_physical_devices("GPU") else "host")
