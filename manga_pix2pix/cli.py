@@ -255,9 +255,13 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
               help="Batch-norm statistics: the training averages (moving), or each sketch's "
                    "own (image, as the pix2pix paper at test time). Try image if colours come "
                    "out washed out, typically with few or no cues.")
+@click.option("--line-input", type=click.Choice(["adaptive", "grey"]), default=None,
+              help="How the line art is shown to the model: the paper's adaptive threshold, "
+                   "or grey lines levelled as drawn [default: what the model was trained "
+                   "for].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, quiet):
+def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line_input, quiet):
     """Colour sketches of any size with a trained generator, with or without cues.
 
     SKETCHES are image files (gray, RGB, RGBA, palette PNG, JPEG, WebP, ...) or folders
@@ -285,7 +289,7 @@ def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, quie
         bar.update(1)
 
     report = colorize_paths(sketches, model, output, cues=cues, work_size=work_size,
-                            norm_stats=norm_stats, progress=progress)
+                            norm_stats=norm_stats, line_input=line_input, progress=progress)
     if bar is not None:
         bar.render_finish()
     for _sketch, message in report.failed:
@@ -453,6 +457,20 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
                                  "and evaluation) [default: 0].")
 @click.option("--synthetic-count", type=click.IntRange(min=1), default=None,
               help="How many images the synthetic source draws [default: the preset's].")
+@click.option("--sketch-style", type=click.Choice(["adaptive", "xdog", "pencil", "mix"]),
+              default=None, help="Training sketches: the paper's adaptive threshold, XDoG, "
+                                 "soft grey pencil lines, or a mix of the three "
+                                 "[default: the preset's].")
+@click.option("--line-augment/--no-line-augment", default=None,
+              help="Jitter the sketch lines: thickness, darkness, grey level, noise "
+                   "[default: the preset's].")
+@click.option("--cue-style", type=click.Choice(["paper", "artist"]), default=None,
+              help="Training cues: the paper's blurred truth, or an artist's: flat-colour "
+                   "strokes and highlighter layers that do not trace the truth "
+                   "[default: the preset's].")
+@click.option("--upsample", type=click.Choice(["transpose", "resize"]), default=None,
+              help="Generator up-sampling: the paper's transposed convolutions, or resize "
+                   "then convolve (no checkerboard) [default: the preset's].")
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start a new run from the weights of another run directory or a .keras "
                    "generator (ignored when --run-dir already has a checkpoint).")

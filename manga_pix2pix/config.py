@@ -14,6 +14,9 @@ from typing import Any
 from manga_pix2pix.errors import UserError
 
 NORMALIZATIONS = ("batch", "instance")
+UPSAMPLINGS = ("transpose", "resize")
+SKETCH_STYLES = ("adaptive", "xdog", "pencil", "mix")
+CUE_STYLES = ("paper", "artist")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 DERIVE_ON = ("auto", "host", "device")
@@ -34,6 +37,8 @@ class ModelConfig:
         sketch_channels: channels of the sketch input (1).
         cue_channels: channels of the cue input (3, RGB).
         use_cue_mask: whether the generator also takes the one-channel cue mask.
+        upsample: the generator's up-sampling, `transpose` (paper: ConvTranspose 4x4 s2) or
+            `resize` (nearest 2x then Conv 3x3, which cannot draw a checkerboard).
     """
 
     image_size: int = 256
@@ -43,6 +48,7 @@ class ModelConfig:
     sketch_channels: int = 1
     cue_channels: int = 3
     use_cue_mask: bool = True
+    upsample: str = "transpose"
 
     def __post_init__(self):
         size = self.image_size
@@ -54,6 +60,8 @@ class ModelConfig:
             raise ValueError(f"norm: must be one of {NORMALIZATIONS}, got {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if self.upsample not in UPSAMPLINGS:
+            raise ValueError(f"upsample: must be one of {UPSAMPLINGS}, got {self.upsample!r}")
 
     @property
     def input_channels(self) -> int:
@@ -77,6 +85,14 @@ class DataConfig:
         cue_sigma: cue blur sigma in pixels at the training size (None: 20 px per 256 px).
         synthetic_count: images drawn by the synthetic source.
         holdout_fraction: for a folder source, the share of files held out for evaluation.
+        sketch_style: the training sketches: `adaptive` (the paper's threshold), `xdog`,
+            `pencil` (soft grey lines), or `mix` (each example one of them, with the
+            probabilities below).
+        p_sketch_adaptive, p_sketch_xdog, p_sketch_pencil: the `mix` probabilities.
+        line_augment: jitter the sketch lines (thickness, darkness, grey level, noise).
+        cue_style: `paper` (the truth blurred; partial cues cut out of it) or `artist`
+            (highlighter layers that do not line up with the truth, flat-colour strokes of
+            the median true colour under them); see `manga_pix2pix.data.cues`.
     """
 
     source: str = "synthetic"
@@ -89,6 +105,20 @@ class DataConfig:
     cue_sigma: float | None = None
     synthetic_count: int = 256
     holdout_fraction: float = 0.0
+    sketch_style: str = "adaptive"
+    p_sketch_adaptive: float = 0.2
+    p_sketch_xdog: float = 0.3
+    p_sketch_pencil: float = 0.5
+    line_augment: bool = False
+    cue_style: str = "paper"
+
+    def __post_init__(self):
+        if self.sketch_style not in SKETCH_STYLES:
+            raise ValueError(
+                f"sketch_style: must be one of {SKETCH_STYLES}, got {self.sketch_style!r}"
+            )
+        if self.cue_style not in CUE_STYLES:
+            raise ValueError(f"cue_style: must be one of {CUE_STYLES}, got {self.cue_style!r}")
 
 
 @dataclass

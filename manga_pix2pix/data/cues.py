@@ -209,3 +209,171 @@ def random_cue_mask(
 def apply_mask(cues: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Keeps cues (in [-1, 1]) where the mask is 1 and puts 0 (no cue) elsewhere."""
     return cues * mask
+
+
+# -- Cues as artists paint them ----------------------------------------------------------------
+#
+# The paper's cues are the truth blurred and perfectly aligned with it: they carry its shading
+# (the answer, leaked), and a stroke cut out of them is a mix of the colours under it, not the
+# flat colour an artist picks. The "artist" cue style instead draws short strokes, mostly in
+# flat regions, each one flat colour: the median true colour under it, kept only where the
+# image is close to that colour (so a stroke stays inside its region, as an artist's does); and
+# full "highlighter" layers blurred with a random sigma, shifted, colour-jittered and
+# posterised, so that they no longer line up with the truth's shading.
+
+CUE_STYLES = ("paper", "artist")
+
+
+def _segment_distance2(ys, xs, start, end):
+    """Squared distance of every pixel `[H, W, 1]` to each segment `[K, 2]`: `[H, W, K]`."""
+    d = end - start
+    t = ((ys - start[:, 0]) * d[:, 0] + (xs - start[:, 1]) * d[:, 1]) / tf.maximum(
+        tf.reduce_sum(d * d, axis=1), 1e-6
+    )
+    t = tf.clip_by_value(t, 0.0, 1.0)
+    return tf.square(ys - (start[:, 0] + t * d[:, 0])) + tf.square(
+        xs - (start[:, 1] + t * d[:, 1])
+    )
+
+
+def masked_median(values: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """Per-mask, per-channel median of `values` `[H, W, C]` under masks `[H, W, K]`: `[K, C]`.
+
+    The lower median (element `(n - 1) // 2` of the sorted `n` values); an empty mask gives 0.
+    """
+    c = tf.shape(values)[-1]
+    flat = tf.reshape(values, [-1, c])  # [N, C]
+    m = tf.transpose(tf.reshape(masks, [-1, tf.shape(masks)[-1]]))  # [K, N]
+    big = tf.constant(3.0e38, tf.float32)
+    v = tf.where(m[:, None, :] > 0, tf.transpose(flat)[None], big)  # [K, C, N]
+    v = tf.sort(v, axis=-1)
+    n = tf.reduce_sum(tf.cast(m > 0, tf.int32), axis=-1)  # [K]
+    index = tf.maximum(n - 1, 0) // 2
+    med = tf.gather(v, index, axis=2, batch_dims=1)  # [K, C]
+    return tf.where((n > 0)[:, None], med, 0.0)
+
+
+def flatness(image: tf.Tensor, window: int = 5) -> tf.Tensor:
+    """How flat an image is around each pixel: `exp(-sd / 0.04)` of the local gray sd, `[H, W]`."""
+    gray = tf.reduce_mean(image, axis=-1, keepdims=True)[None]
+    mean = tf.nn.avg_pool2d(gray, window, 1, "SAME")
+    var = tf.nn.avg_pool2d(tf.square(gray), window, 1, "SAME") - tf.square(mean)
+    return tf.exp(-tf.sqrt(tf.maximum(var, 0.0))[0, ..., 0] / 0.04)
+
+
+def stroke_cues(
+    image: tf.Tensor, seed: tf.Tensor, max_strokes: int = 8, tolerance: float = 0.12
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Short flat-colour strokes as an artist paints them, derived from a colour image.
+
+    1 to `max_strokes` strokes start at pixels drawn with probability proportional to the
+    image's flatness, run in a random direction for 8-25% of the short side and are 3-8% of it
+    wide (at least 2 px). Each takes the median true colour under it and keeps only the pixels
+    within `tolerance` (RGB distance, [0, 1] units) of that colour, so it stays inside its
+    region. Later strokes paint over earlier ones.
+
+    Args:
+        image: float RGB in [0, 1] `[H, W, 3]`.
+        seed: stateless seed `[2]`.
+        max_strokes: most strokes.
+        tolerance: how far from its colour a pixel may be and stay in the stroke.
+
+    Returns:
+        `(colours, mask)`: float `[H, W, 3]` in [0, 1] (0 outside the mask) and `[H, W, 1]` 0/1.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    short = tf.minimum(h, w)
+    k = max_strokes
+    logits = tf.math.log(tf.reshape(flatness(image), [1, -1]) + 1e-4)
+    flat_index = tf.random.stateless_categorical(logits, k, seeds[0], dtype=tf.int32)[0]
+    start = tf.cast(tf.stack([flat_index // width, flat_index % width], axis=1), tf.float32)
+    start = start + 0.5
+    angle = tf.random.stateless_uniform([k], seeds[1], 0.0, 2.0 * 3.14159265)
+    length = tf.random.stateless_uniform([k], seeds[2], 0.08, 0.25) * short
+    end = start + tf.stack([tf.sin(angle), tf.cos(angle)], axis=1) * length[:, None]
+    stroke_w = tf.maximum(tf.random.stateless_uniform([k], seeds[3], 0.03, 0.08) * short, 2.0)
+    ys = (tf.range(h) + 0.5)[:, None, None]
+    xs = (tf.range(w) + 0.5)[None, :, None]
+    n_strokes = tf.random.stateless_uniform([], seeds[4], 1, k + 1, tf.int32)
+    active = tf.range(k) < n_strokes
+    covered = (_segment_distance2(ys, xs, start, end) < tf.square(stroke_w / 2)) & active
+    colours = masked_median(image, tf.cast(covered, tf.float32))  # [K, 3]
+    near = tf.reduce_sum(tf.square(image[:, :, None, :] - colours), axis=-1) <= tolerance**2
+    inside = covered & near  # [H, W, K]
+    # The last stroke that covers a pixel wins.
+    order = tf.cast(inside, tf.int32) * (tf.range(k) + 1)
+    top = tf.reduce_max(order, axis=-1)
+    mask = tf.cast(top > 0, tf.float32)[..., None]
+    painted = tf.gather(colours, tf.maximum(top - 1, 0)) * mask
+    return painted, mask
+
+
+def highlighter_layer(image: tf.Tensor, seed: tf.Tensor, sigma: float | None = None) -> tf.Tensor:
+    """A full cue layer that is not the truth: blurred, shifted, colour-jittered, posterised.
+
+    The blur's sigma is the default (or `sigma`) times 0.7-1.6; the layer is shifted by up to
+    4% of the short side (borders reflected); each channel gets a gain in [0.9, 1.1] and an
+    offset in [-0.05, 0.05]; half the time it is posterised to 12-24 levels per channel.
+
+    Args:
+        image: float RGB in [0, 1] `[H, W, 3]`.
+        seed: stateless seed `[2]`.
+        sigma: the base blur sigma in pixels (None: 20 px per 256 px of short side).
+
+    Returns:
+        float32 `[H, W, 3]` in [0, 1].
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    base = cue_sigma(height, width) if sigma is None else tf.cast(sigma, tf.float32)
+    scale = tf.random.stateless_uniform([], seeds[0], 0.7, 1.6)
+    short = tf.cast(tf.minimum(height, width), tf.float32)
+    pad = tf.cast(tf.math.ceil(0.04 * short), tf.int32)
+    shift = tf.random.stateless_uniform([2], seeds[1], -1.0, 1.0) * tf.cast(pad, tf.float32)
+    shift = tf.cast(tf.round(shift), tf.int32) + pad
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    moved = tf.slice(padded, tf.stack([shift[0], shift[1], 0]), tf.stack([height, width, 3]))
+    layer = gaussian_blur(moved, base * scale)
+    gain = tf.random.stateless_uniform([3], seeds[2], 0.9, 1.1)
+    offset = tf.random.stateless_uniform([3], seeds[3], -0.05, 0.05)
+    layer = tf.clip_by_value(layer * gain + offset, 0.0, 1.0)
+    levels = tf.cast(tf.random.stateless_uniform([], seeds[4], 12, 25, tf.int32), tf.float32)
+    posterise = tf.random.stateless_uniform([], seeds[5]) < 0.5
+    layer = tf.where(posterise, tf.round(layer * (levels - 1.0)) / (levels - 1.0), layer)
+    return tf.ensure_shape(layer, image.shape)
+
+
+def artist_cues(
+    image: tf.Tensor, seed: tf.Tensor, config: CueMaskConfig, sigma: float | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Cues of the `artist` style: a highlighter layer, strokes or none, by `config`'s odds.
+
+    Returns:
+        `(cues, mask)`: float `[H, W, 3]` in [-1, 1] (0 outside the mask), `[H, W, 1]` 0/1.
+    """
+    kind_seed, layer_seed, stroke_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3)
+    )
+    u = tf.random.stateless_uniform([], kind_seed)
+    shape = tf.shape(image)
+    ones = tf.ones(tf.concat([shape[:2], [1]], 0))
+
+    def full():
+        return highlighter_layer(image, layer_seed, sigma) * 2.0 - 1.0, ones
+
+    def strokes():
+        colours, mask = stroke_cues(image, stroke_seed, config.max_strokes)
+        return apply_mask(colours * 2.0 - 1.0, mask), mask
+
+    def none():
+        return tf.zeros_like(image), tf.zeros_like(ones)
+
+    cues, mask = tf.case(
+        [(u < config.p_full, full), (u < config.p_full + config.p_partial, strokes)],
+        default=none,
+    )
+    return tf.ensure_shape(cues, image.shape), tf.ensure_shape(mask, image.shape[:-1] + [1])

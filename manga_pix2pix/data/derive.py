@@ -29,12 +29,35 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from manga_pix2pix.data.cues import SIGMA_AT_256, CueMaskConfig, apply_mask, gaussian_blur
-from manga_pix2pix.data.sketch import _KERNEL_7, BLOCK_SIZE, THRESHOLD_C, sketch
+from manga_pix2pix.data.cues import (
+    CUE_STYLES,
+    SIGMA_AT_256,
+    CueMaskConfig,
+    apply_mask,
+    cue_sigma,
+    gaussian_blur,
+)
+from manga_pix2pix.data.sketch import (
+    _KERNEL_7,
+    BLOCK_SIZE,
+    PAPER_SKETCHES,
+    THRESHOLD_C,
+    XDOG_SIGMAS,
+    SketchConfig,
+    line_share,
+    pencil,
+    sketch,
+    xdog,
+)
 
 #: Streams of `per_example_uniform`: one per op that draws random numbers.
 MASK_STREAM = 1
 MASK_KIND_STREAM = 2
+SKETCH_STREAM = 3
+LINE_STREAM = 4
+LINE_NOISE_STREAM = 5
+HIGHLIGHTER_STREAM = 6
+STROKE_STREAM = 7
 
 _M1 = 0x7FEB352D
 _M2 = 0x846CA68B
@@ -272,19 +295,230 @@ def random_cue_masks(height, width, seeds: tf.Tensor, config: CueMaskConfig) -> 
     return tf.where(partial, partial_masks(height, width, seeds, config), full)
 
 
+# -- Sketch styles, batched (see `manga_pix2pix.data.sketch`) ----------------------------------
+
+
+def augment_lines_batch(sketch01: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+    """`sketch.augment_lines` for a batch `[B, H, W, 1]`, each example by its own seed."""
+    u = per_example_uniform(seeds, 4, LINE_STREAM)
+    pick, r, g, sd = (u[:, i][:, None, None, None] for i in range(4))
+    thick = -tf.nn.max_pool2d(-sketch01, 3, 1, "SAME")
+    thin = 0.5 * (sketch01 + tf.nn.max_pool2d(sketch01, 3, 1, "SAME"))
+    x = tf.where(pick < 1 / 3, thick, tf.where(pick < 2 / 3, thin, sketch01))
+    r = 0.7 + 0.3 * r
+    x = x * r + 1.0 - r
+    x = tf.pow(tf.maximum(x, 0.0), 0.7 + 0.7 * g)
+    shape = tf.shape(sketch01)
+    pixels = shape[1] * shape[2]
+    noise = per_example_uniform(seeds, 2 * pixels, LINE_NOISE_STREAM)
+    noise = _normal(noise[:, :pixels], noise[:, pixels:])
+    x = x + 0.03 * sd * tf.reshape(noise, shape)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def styled_sketches(images_uint8: tf.Tensor, seeds: tf.Tensor, config: SketchConfig) -> tf.Tensor:
+    """`sketch.styled_sketch` for a batch: float `[B, H, W, 1]` in [0, 1], 0 on lines.
+
+    Each style in the mix is computed for the whole batch, then each example keeps its own
+    (drawn from its seed), is rejected back to the adaptive threshold when too empty or
+    too dense, and has its lines jittered.
+    """
+    base = tf.cast(sketch_batch(images_uint8), tf.float32) / 255.0
+    if config == PAPER_SKETCHES:
+        return base
+    u = per_example_uniform(seeds, 2, SKETCH_STREAM)
+    style = u[:, 0][:, None, None, None]
+    out = base
+    if config.p_pencil > 0:
+        out = tf.where(style >= config.p_adaptive + config.p_xdog, pencil(images_uint8), out)
+    if config.p_xdog > 0:
+        sigma_index = tf.cast(tf.floor(u[:, 1] * len(XDOG_SIGMAS)), tf.int32)
+        xdogs = tf.stack([xdog(images_uint8, s) for s in XDOG_SIGMAS], axis=1)
+        chosen = tf.gather(xdogs, sigma_index, axis=1, batch_dims=1)
+        is_xdog = (style >= config.p_adaptive) & (style < config.p_adaptive + config.p_xdog)
+        out = tf.where(is_xdog, chosen, out)
+    share = line_share(out)[:, None, None, None]
+    out = tf.where((share >= config.min_share) & (share <= config.max_share), out, base)
+    if config.augment:
+        out = augment_lines_batch(out, seeds)
+    return out
+
+
+# -- Artist cues, batched (see `manga_pix2pix.data.cues`) --------------------------------------
+
+
+def _blur_matrices(n, sigmas: tf.Tensor) -> tf.Tensor:
+    """`cues._blur_matrix(n, sigma)` for one sigma per example: `[B, n, n]`."""
+    radii = tf.maximum(tf.cast(tf.round(sigmas * 4.0), tf.int32), 1)  # [B]
+    top = tf.reduce_max(radii)
+    offsets = tf.range(-top, top + 1)
+    weights = tf.exp(-0.5 * tf.square(tf.cast(offsets, tf.float32)[None] / sigmas[:, None]))
+    weights = tf.where(tf.abs(offsets)[None] <= radii[:, None], weights, 0.0)
+    weights = weights / tf.reduce_sum(weights, axis=1, keepdims=True)  # [B, T]
+    rows = tf.range(n)[:, None]
+    cols = rows + offsets[None, :]
+    period = tf.maximum(2 * (n - 1), 1)
+    cols = tf.math.floormod(cols, period)
+    cols = tf.where(cols >= n, period - cols, cols)  # [n, T]
+    b = tf.shape(sigmas)[0]
+    grid = tf.stack([tf.broadcast_to(v, tf.stack([b, n, 2 * top + 1]))
+                     for v in (tf.range(b)[:, None, None], rows[None], cols[None])])
+    updates = tf.broadcast_to(weights[:, None, :], tf.shape(grid)[1:])
+    # Reflected taps that land on the same column add up, as in the single-sigma matrix.
+    return tf.scatter_nd(tf.reshape(tf.transpose(grid, [1, 2, 3, 0]), [-1, 3]),
+                         tf.reshape(updates, [-1]), tf.stack([b, n, n]))
+
+
+def highlighter_layers(images: tf.Tensor, seeds: tf.Tensor, sigma=None) -> tf.Tensor:
+    """`cues.highlighter_layer` for a batch `[B, H, W, 3]` in [0, 1], each by its own seed."""
+    u = per_example_uniform(seeds, 12, HIGHLIGHTER_STREAM)
+    shape = tf.shape(images)
+    height = images.shape[1] if images.shape[1] is not None else shape[1]
+    width = images.shape[2] if images.shape[2] is not None else shape[2]
+    base = cue_sigma(height, width) if sigma is None else tf.cast(sigma, tf.float32)
+    sigmas = base * (0.7 + 0.9 * u[:, 0])
+    short = tf.cast(tf.minimum(height, width), tf.float32)
+    pad = tf.cast(tf.math.ceil(0.04 * short), tf.int32)
+    shift = tf.cast(tf.round((u[:, 1:3] * 2.0 - 1.0) * tf.cast(pad, tf.float32)), tf.int32) + pad
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    rows = shift[:, 0:1] + tf.range(height)[None]
+    cols = shift[:, 1:2] + tf.range(width)[None]
+    moved = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    layer = tf.einsum("bhk,bkwc->bhwc", _blur_matrices(height, sigmas), moved)
+    layer = tf.einsum("bwk,bhkc->bhwc", _blur_matrices(width, sigmas), layer)
+    gain = (0.9 + 0.2 * u[:, 3:6])[:, None, None, :]
+    offset = (-0.05 + 0.1 * u[:, 6:9])[:, None, None, :]
+    layer = tf.clip_by_value(layer * gain + offset, 0.0, 1.0)
+    levels = (12.0 + tf.floor(13.0 * u[:, 9]))[:, None, None, None]
+    posterise = (u[:, 10] < 0.5)[:, None, None, None]
+    return tf.where(posterise, tf.round(layer * (levels - 1.0)) / (levels - 1.0), layer)
+
+
+def masked_medians(levels: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """`cues.masked_median` of uint8 levels for a batch, by histograms instead of sorts.
+
+    Args:
+        levels: int32 `[B, N, C]` in [0, 255].
+        masks: bool `[B, N, K]`.
+
+    Returns:
+        float32 `[B, K, C]`: the lower median level under each mask, / 255 (0 for an empty
+        mask), exactly as sorting would give.
+    """
+    b, k, c = tf.shape(levels)[0], tf.shape(masks)[2], tf.shape(levels)[2]
+    batch = tf.range(b)[:, None, None, None]
+    stroke = tf.range(k)[None, None, :, None]
+    channel = tf.range(c)[None, None, None, :]
+    ids = (((batch * k + stroke) * c + channel) * 256) + levels[:, :, None, :]  # [B, N, K, C]
+    weights = tf.cast(tf.broadcast_to(masks[..., None], tf.shape(ids)), tf.int32)
+    counts = tf.math.unsorted_segment_sum(weights, ids, b * k * c * 256)
+    cumulative = tf.cumsum(tf.reshape(counts, [b, k, c, 256]), axis=-1)
+    n = cumulative[..., -1:]
+    middle = tf.maximum(n - 1, 0) // 2
+    level = tf.reduce_sum(tf.cast(cumulative <= middle, tf.int32), axis=-1)
+    return tf.where(n[..., 0] > 0, tf.cast(level, tf.float32) / 255.0, 0.0)
+
+
+def stroke_cues_batch(images_uint8: tf.Tensor, seeds: tf.Tensor, max_strokes: int,
+                      tolerance: float = 0.12) -> tuple[tf.Tensor, tf.Tensor]:
+    """`cues.stroke_cues` for a batch: flat-colour strokes of the median colour under them.
+
+    Starts are drawn in proportion to the image's flatness by inverting each example's
+    cumulative distribution (`searchsorted`), and medians come from per-stroke histograms.
+
+    Returns:
+        `(colours, mask)`: float `[B, H, W, 3]` in [0, 1] (0 outside), `[B, H, W, 1]` 0/1.
+    """
+    k = max_strokes
+    images = tf.cast(images_uint8, tf.float32) / 255.0
+    shape = tf.shape(images)
+    height = images.shape[1] if images.shape[1] is not None else shape[1]
+    width = images.shape[2] if images.shape[2] is not None else shape[2]
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    short = tf.minimum(h, w)
+    u = per_example_uniform(seeds, 4 * k + 1, STROKE_STREAM)
+    gray = tf.reduce_mean(images, axis=-1, keepdims=True)
+    mean = tf.nn.avg_pool2d(gray, 5, 1, "SAME")
+    var = tf.nn.avg_pool2d(tf.square(gray), 5, 1, "SAME") - tf.square(mean)
+    flat = tf.exp(-tf.sqrt(tf.maximum(var, 0.0)) / 0.04)
+    weights = tf.reshape(flat, [shape[0], -1]) + 1e-4
+    cdf = tf.cumsum(weights, axis=1)
+    pick = u[:, :k] * cdf[:, -1:]
+    index = tf.minimum(tf.searchsorted(cdf, pick, side="right"), height * width - 1)
+    start_y = tf.cast(index // width, tf.float32) + 0.5
+    start_x = tf.cast(index % width, tf.float32) + 0.5
+    angle = u[:, k : 2 * k] * (2.0 * math.pi)
+    length = (0.08 + 0.17 * u[:, 2 * k : 3 * k]) * short
+    dy, dx = tf.sin(angle) * length, tf.cos(angle) * length
+    radius = tf.maximum((0.03 + 0.05 * u[:, 3 * k : 4 * k]) * short, 2.0) / 2.0
+    n_strokes = 1 + tf.cast(tf.floor(u[:, 4 * k :] * k), tf.int32)
+    active = tf.range(k)[None, :] < n_strokes  # [B, k]
+    ys = (tf.range(h) + 0.5)[None, :, None, None]
+    xs = (tf.range(w) + 0.5)[None, None, :, None]
+
+    def per_shape(v):
+        return v[:, None, None, :]
+
+    py, px = ys - per_shape(start_y), xs - per_shape(start_x)
+    inv_len2 = 1.0 / tf.maximum(dx * dx + dy * dy, 1e-6)
+    t = tf.clip_by_value((py * per_shape(dy) + px * per_shape(dx)) * per_shape(inv_len2),
+                         0.0, 1.0)
+    ey, ex = py - t * per_shape(dy), px - t * per_shape(dx)
+    covered = (ey * ey + ex * ex < per_shape(radius * radius)) & per_shape(active)
+    levels = tf.reshape(tf.cast(images_uint8, tf.int32), [shape[0], -1, 3])
+    colours = masked_medians(levels, tf.reshape(covered, [shape[0], -1, k]))  # [B, k, 3]
+    distance2 = tf.reduce_sum(
+        tf.square(images[:, :, :, None, :] - colours[:, None, None, :, :]), axis=-1
+    )
+    inside = covered & (distance2 <= tolerance**2)
+    # The last stroke that covers a pixel wins.
+    top = tf.reduce_max(tf.cast(inside, tf.int32) * (tf.range(k) + 1), axis=-1)
+    mask = tf.cast(top > 0, tf.float32)[..., None]
+    painted = tf.gather(colours, tf.maximum(top - 1, 0), batch_dims=1) * mask
+    return painted, mask
+
+
+def artist_cues_batch(images_uint8: tf.Tensor, seeds: tf.Tensor, config: CueMaskConfig,
+                      sigma=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """`cues.artist_cues` for a batch: a highlighter layer, strokes or none per example.
+
+    Returns:
+        `(cues, mask)`: float `[B, H, W, 3]` in [-1, 1] (0 outside the mask), `[B, H, W, 1]`.
+    """
+    images = tf.cast(images_uint8, tf.float32) / 255.0
+    kind = per_example_uniform(seeds, 1, MASK_KIND_STREAM)[:, :, None, None]
+    full = kind < config.p_full
+    strokes = (~full) & (kind < config.p_full + config.p_partial)
+    mask = tf.cast(tf.broadcast_to(full, tf.shape(images[..., :1])), tf.float32)
+    cues = tf.zeros_like(images)
+    if config.p_full > 0:
+        cues = tf.where(full, highlighter_layers(images, seeds, sigma) * 2.0 - 1.0, cues)
+    if config.p_partial > 0:
+        colours, stroke_mask = stroke_cues_batch(images_uint8, seeds, config.max_strokes)
+        cues = tf.where(strokes, apply_mask(colours * 2.0 - 1.0, stroke_mask), cues)
+        mask = tf.where(strokes, stroke_mask, mask)
+    return cues, mask
+
+
 def derive_batch(
     images_uint8: tf.Tensor,
     seeds: tf.Tensor,
     cue_masks: CueMaskConfig,
     cue_sigma: float | None = None,
+    sketches: SketchConfig = PAPER_SKETCHES,
+    cue_style: str = "paper",
 ) -> dict[str, tf.Tensor]:
     """Derives the training examples of a batch of colour images (see the module docstring).
 
     Args:
         images_uint8: uint8 `[B, H, W, 3]`, after crop, jitter and flip.
-        seeds: int `[B, 2]`, one stateless seed per example; keys its cue mask.
+        seeds: int `[B, 2]`, one stateless seed per example; keys its sketch style, line
+            jitter, cue mask and cues.
         cue_masks: how cue masks are drawn (`NO_CUES`: none).
         cue_sigma: the cue blur sigma in pixels; None means 20 px per 256 px of image side.
+        sketches: the sketch style mix (default: the paper's adaptive threshold only).
+        cue_style: `paper` (the image blurred, cut by the cue mask) or `artist`
+            (`manga_pix2pix.data.cues.artist_cues`: highlighter layers, flat-colour strokes).
 
     Returns:
         `{"image", "sketch", "cues", "cue_mask"}`, float32 `[B, H, W, C]`.
@@ -294,18 +528,23 @@ def derive_batch(
         raise ValueError(f"images_uint8: expected uint8, got {images_uint8.dtype.name}")
     if images_uint8.shape.rank != 4:
         raise ValueError(f"images_uint8: expected [B, H, W, 3], got {images_uint8.shape}")
+    if cue_style not in CUE_STYLES:
+        raise ValueError(f"cue_style: must be one of {CUE_STYLES}, got {cue_style!r}")
     shape = tf.shape(images_uint8)
     # Static sizes where known: the masks' coarse distance fields need them.
     height = images_uint8.shape[1] if images_uint8.shape[1] is not None else shape[1]
     width = images_uint8.shape[2] if images_uint8.shape[2] is not None else shape[2]
     image = tf.cast(images_uint8, tf.float32) / 255.0
-    mask = random_cue_masks(height, width, seeds, cue_masks)
-    cues = cue_blur(image, cue_sigma) * 2.0 - 1.0
-    line = tf.cast(sketch_batch(images_uint8), tf.float32) / 127.5 - 1.0
+    if cue_style == "artist":
+        cues, mask = artist_cues_batch(images_uint8, seeds, cue_masks, cue_sigma)
+    else:
+        mask = random_cue_masks(height, width, seeds, cue_masks)
+        cues = apply_mask(cue_blur(image, cue_sigma) * 2.0 - 1.0, mask)
+    line = styled_sketches(images_uint8, seeds, sketches) * 2.0 - 1.0
     static = images_uint8.shape[:3]
     return {
         "image": tf.ensure_shape(image * 2.0 - 1.0, [*static, 3]),
         "sketch": tf.ensure_shape(line, [*static, 1]),
-        "cues": tf.ensure_shape(apply_mask(cues, mask), [*static, 3]),
+        "cues": tf.ensure_shape(cues, [*static, 3]),
         "cue_mask": tf.ensure_shape(mask, [*static, 1]),
     }

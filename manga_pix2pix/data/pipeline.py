@@ -17,7 +17,9 @@ batch at once. `prepare_example` is both for one example.
 
 Value ranges (every output of `make_dataset` and `prepare_example`):
     image: float32 `[S, S, 3]` in [-1, 1] (the target colour image).
-    sketch: float32 `[S, S, 1]`, -1 (line) or 1 (paper).
+    sketch: float32 `[S, S, 1]` in [-1, 1], -1 on lines and 1 on paper (exactly -1 or 1 for
+        the paper's adaptive threshold and XDoG; grey levels for the pencil style and for
+        jittered lines).
     cues: float32 `[S, S, 3]` in [-1, 1], 0 (no cue) where the mask is 0.
     cue_mask: float32 `[S, S, 1]`, 0 or 1.
 `make_dataset` adds a leading batch dimension `B`.
@@ -45,7 +47,7 @@ import tensorflow as tf
 
 from manga_pix2pix.data.cues import CueMaskConfig
 from manga_pix2pix.data.derive import derive_batch
-from manga_pix2pix.data.sketch import image_complexity
+from manga_pix2pix.data.sketch import PAPER_SKETCHES, SketchConfig, image_complexity
 from manga_pix2pix.data.synthetic import synthetic_image, tags_of
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import list_images, read_image
@@ -326,6 +328,8 @@ def prepare_example(
     cue_masks: CueMaskConfig = DEFAULT_CUE_MASKS,
     cue_sigma: float | None = None,
     image_size: int | None,
+    sketches: SketchConfig = PAPER_SKETCHES,
+    cue_style: str = "paper",
 ) -> dict[str, tf.Tensor]:
     """Derives one training or evaluation example from one colour image.
 
@@ -341,21 +345,30 @@ def prepare_example(
         image_size: the output side `S`; an image of another size is first resized (short side)
             and centre-cropped to it. None keeps the image's own size (evaluation at any size;
             not allowed with `training`).
+        sketches: the sketch style mix (default: the paper's adaptive threshold only).
+        cue_style: `paper` (the image blurred, cut by the cue mask) or `artist` (see
+            `manga_pix2pix.data.cues.artist_cues`; `cue_masks` gives the odds of a full
+            highlighter layer, strokes and none).
 
     Returns:
         `{"image", "sketch", "cues", "cue_mask"}`, float32 (see the module docstring).
     """
     seed = _stateless_seed(seed)
     image = augment_image(image_uint8, seed=seed, training=training, image_size=image_size)
-    batch = derive_batch(image[None], seed[None], cue_masks, cue_sigma)
+    batch = derive_batch(image[None], seed[None], cue_masks, cue_sigma, sketches=sketches,
+                         cue_style=cue_style)
     return {name: value[0] for name, value in batch.items()}
 
 
-def derive_on_host(batches: tf.data.Dataset, cue_masks: CueMaskConfig,
-                   cue_sigma: float | None) -> tf.data.Dataset:
-    """Maps `derive_batch` over batches of `{"image": uint8, "seed"}` (see `augmented_batches`)."""
+def derive_on_host(batches: tf.data.Dataset, **options) -> tf.data.Dataset:
+    """Maps `derive_batch` over batches of `{"image": uint8, "seed"}` (from `augment_image`).
+
+    Args:
+        batches: the augmented batches.
+        **options: `derive_batch`'s `cue_masks`, `cue_sigma`, `sketches` and `cue_style`.
+    """
     return batches.map(
-        lambda batch: derive_batch(batch["image"], batch["seed"], cue_masks, cue_sigma),
+        lambda batch: derive_batch(batch["image"], batch["seed"], **options),
         num_parallel_calls=AUTOTUNE, deterministic=True,
     )
 
@@ -408,7 +421,7 @@ def examples_from_images(
     ds = ds.enumerate().map(augment, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if derive:
-        ds = derive_on_host(ds, cue_masks, cue_sigma)
+        ds = derive_on_host(ds, cue_masks=cue_masks, cue_sigma=cue_sigma)
     return ds.prefetch(AUTOTUNE)
 
 

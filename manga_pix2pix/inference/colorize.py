@@ -70,6 +70,11 @@ log = logging.getLogger(__name__)
 MAX_ASPECT = 16
 #: The gray level percentile taken as the sketch's paper colour.
 PAPER_PERCENTILE = 0.95
+#: How line art is shown to the model: `adaptive` (the paper's sketch op at the work scale)
+#: or `grey` (levelled grey lines, as drawn: see `grey_sketch`).
+LINE_INPUTS = ("adaptive", "grey")
+#: The gray level percentile of the work-scale line art taken as its darkest line.
+INK_PERCENTILE = 0.005
 #: Output formats `colorize` writes, by suffix.
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -83,12 +88,21 @@ class ColorizeSettings:
         use_cue_mask: whether the generator takes the cue mask channel.
         cue_sigma: the training cue blur sigma at `image_size`, or None for the default.
         work_size: the short side, in pixels, at which colours are computed (None: image_size).
+        line_input: how line art is shown to the model (`LINE_INPUTS`): `adaptive`, the
+            paper's adaptive threshold, or `grey`, the line art levelled as drawn.
     """
 
     image_size: int
     use_cue_mask: bool
     cue_sigma: float | None = None
     work_size: int | None = None
+    line_input: str = "adaptive"
+
+    def __post_init__(self):
+        if self.line_input not in LINE_INPUTS:
+            raise ValueError(
+                f"line_input: must be one of {LINE_INPUTS}, got {self.line_input!r}"
+            )
 
     @property
     def work(self) -> int:
@@ -179,6 +193,31 @@ def model_sketch(rgb: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tens
     return sketch_op(small)
 
 
+def _percentile(gray_uint8: tf.Tensor, q: float) -> tf.Tensor:
+    """The `q` quantile of a uint8 image's levels, as a float level in [0, 255]."""
+    flat = tf.reshape(tf.cast(gray_uint8, tf.int32), [-1])
+    counts = tf.math.bincount(flat, minlength=256, maxlength=256, dtype=tf.int64)
+    cdf = tf.cast(tf.cumsum(counts), tf.float64) / tf.cast(tf.size(flat), tf.float64)
+    return tf.cast(tf.argmax(tf.cast(cdf >= q, tf.int32)), tf.float32)
+
+
+def grey_sketch(rgb: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Line art as grey lines at `height x width`: uint8 `[h, w, 1]`, paper 255, ink 0.
+
+    The gray line art is resized (antialiased), then levelled: its paper (the 95th
+    percentile, at least 128) maps to white and its darkest ink (the 0.5th percentile, at
+    most 160) to black, so that thin lines thinned further by the resize stay as dark as the
+    training sketches' lines, and anti-aliasing and pencil pressure stay as drawn.
+    """
+    gray = tf.cast(to_gray(rgb), tf.float32)
+    small = tf.cast(tf.round(tf.clip_by_value(_resize(gray, height, width), 0.0, 255.0)),
+                    tf.uint8)
+    paper = tf.clip_by_value(_percentile(small, PAPER_PERCENTILE), 128.0, 255.0)
+    ink = tf.minimum(_percentile(small, INK_PERCENTILE), tf.minimum(160.0, paper - 32.0))
+    out = (tf.cast(small, tf.float32) - ink) / (paper - ink) * 255.0
+    return tf.cast(tf.round(tf.clip_by_value(out, 0.0, 255.0)), tf.uint8)
+
+
 def model_cues(
     cues: tf.Tensor, height: tf.Tensor, width: tf.Tensor, settings: ColorizeSettings
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -249,7 +288,10 @@ def colorize_tensor(
     h, w, canvas_h, canvas_w, top, left = work_geometry(
         height, width, settings.work, settings.image_size
     )
-    binary = model_sketch(rgb, h, w)
+    if settings.line_input == "grey":
+        binary = grey_sketch(rgb, h, w)
+    else:
+        binary = model_sketch(rgb, h, w)
     if cues is None:
         cue_values = tf.zeros(tf.stack([h, w, 3]))
         mask = tf.zeros(tf.stack([h, w, 1]))
@@ -277,10 +319,16 @@ class Colorizer:
         model: from `load_model`.
         work_size: the short side at which colours are computed (default: the model's size).
         norm_stats: batch norm's statistics, `moving` or `image` (see `loading.NORM_STATS`).
+        line_input: `adaptive` or `grey` (see `LINE_INPUTS`); None: what the model was
+            trained for (`LoadedModel.line_input`).
     """
 
     def __init__(
-        self, model: LoadedModel, work_size: int | None = None, norm_stats: str = "moving"
+        self,
+        model: LoadedModel,
+        work_size: int | None = None,
+        norm_stats: str = "moving",
+        line_input: str | None = None,
     ):
         if work_size is not None and work_size < 8:
             raise UserError(f"--work-size: must be at least 8 pixels, got {work_size}")
@@ -291,6 +339,7 @@ class Colorizer:
             use_cue_mask=model.use_cue_mask,
             cue_sigma=model.cue_sigma,
             work_size=work_size,
+            line_input=line_input or model.line_input,
         )
         image = tf.TensorSpec([None, None, None], tf.uint8)
         self._without_cues = tf.function(
@@ -480,6 +529,7 @@ def colorize_paths(
     cues: str | os.PathLike | None = None,
     work_size: int | None = None,
     norm_stats: str = "moving",
+    line_input: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Colours sketch files (or folders of them) and writes the results; see `plan_jobs`.
@@ -496,7 +546,9 @@ def colorize_paths(
     if cues is not None and not loaded.uses_cues:
         raise UserError(f"{model}: this model was trained without cues (--no-cues); "
                         "drop --cues")
-    colorizer = Colorizer(loaded, work_size=work_size, norm_stats=norm_stats)
+    colorizer = Colorizer(
+        loaded, work_size=work_size, norm_stats=norm_stats, line_input=line_input
+    )
     # Only now, with inputs, model and settings checked, is anything created.
     for folder in sorted({job.output.parent for job in jobs}):
         _make_output_folder(folder)

@@ -101,6 +101,7 @@ class ColorizeModule(tf.Module):
             image_size=model.image_size,
             use_cue_mask=model.use_cue_mask,
             cue_sigma=model.cue_sigma,
+            line_input=model.line_input,
         )
         spec = tf.TensorSpec([None, None, None, model.input_channels], tf.float32, name="x")
         self.generate = tf.function(model.generate, input_signature=[spec])

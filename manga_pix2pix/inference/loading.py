@@ -39,6 +39,7 @@ import keras
 import tensorflow as tf
 
 from manga_pix2pix.errors import UserError
+from manga_pix2pix.models.layers import double_size
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class LoadedModel:
         use_cue_mask: whether the generator takes the one-channel cue mask.
         cue_sigma: the cue blur sigma in pixels at `image_size` used in training, or None for
             the default (20 px per 256 px).
+        line_input: how colorize shows it line art, `adaptive` or `grey` (from the
+            generator's config; `adaptive` for models saved before it was recorded).
         source: the path it was loaded from.
         kind: `run`, `keras` or `savedmodel`.
         keep: the object that owns the variables (a Keras model or a loaded SavedModel); export
@@ -81,6 +84,7 @@ class LoadedModel:
     source: str
     kind: str
     keep: Any
+    line_input: str = "adaptive"
 
     def generator(self, norm_stats: str = "moving") -> Callable[[tf.Tensor], tf.Tensor]:
         """The generator function for a `NORM_STATS` choice."""
@@ -103,6 +107,7 @@ class LoadedModel:
             "use_cue_mask": self.use_cue_mask,
             "cue_sigma": self.cue_sigma,
             "input_channels": self.input_channels,
+            "line_input": self.line_input,
         }
 
 
@@ -129,6 +134,8 @@ def _normalize_per_image(layer, x: tf.Tensor) -> tf.Tensor:
 
 
 def _block_per_image(block, x: tf.Tensor) -> tf.Tensor:
+    if getattr(block, "upsample", "transpose") == "resize":
+        x = double_size(x)
     x = block.conv(x)
     if block.norm_layer is not None:
         x = _normalize_per_image(block.norm_layer, x)
@@ -147,6 +154,8 @@ def forward_per_image(generator, x: tf.Tensor) -> tf.Tensor:
         skips.append(x)
     for block, skip in zip(generator.up_blocks, reversed(skips[:-1]), strict=True):
         x = tf.concat([_block_per_image(block, x), tf.cast(skip, x.dtype)], axis=-1)
+    if getattr(generator, "upsample", "transpose") == "resize":
+        x = double_size(x)
     return generator.out_act(generator.last(x))
 
 
@@ -192,6 +201,7 @@ def _load_keras(path: Path, *, kind: str, cue_sigma: float | None) -> LoadedMode
         source=str(path),
         kind=kind,
         keep=model,
+        line_input=getattr(model, "line_input", "adaptive"),
     )
 
 
@@ -220,6 +230,9 @@ def _load_savedmodel(folder: Path) -> LoadedModel:
         use_cue_mask = bool(meta["use_cue_mask"])
         cue_sigma = meta.get("cue_sigma")
         cue_sigma = None if cue_sigma is None else float(cue_sigma)
+        line_input = str(meta.get("line_input", "adaptive"))
+        if line_input not in ("adaptive", "grey"):
+            raise ValueError(line_input)
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{meta_path}: missing or bad fields") from None
     # As with Keras: many exception types, one cause (files TensorFlow cannot use).
@@ -240,6 +253,7 @@ def _load_savedmodel(folder: Path) -> LoadedModel:
         source=str(folder),
         kind="savedmodel",
         keep=loaded,
+        line_input=line_input,
     )
 
 

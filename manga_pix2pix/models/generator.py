@@ -7,7 +7,14 @@ import math
 import keras
 from keras import ops
 
-from manga_pix2pix.models.layers import PACKAGE, DownBlock, UpBlock, conv_init
+from manga_pix2pix.models.layers import (
+    PACKAGE,
+    DownBlock,
+    UpBlock,
+    double_size,
+    doubled_shape,
+    up_conv,
+)
 
 
 def generator_inputs(sketch, cues, cue_mask=None):
@@ -37,11 +44,17 @@ class UNetGenerator(keras.Model):
         output_channels: 3 (RGB).
         uses_cues: False for a model trained without cues (`train --no-cues`); kept in the
             saved config so that inference can refuse cue files such a model never learned.
+        upsample: `transpose` (the paper's ConvTranspose 4x4 stride 2 in every up block and
+            the output layer) or `resize` (nearest 2x resize then Conv 3x3: no checkerboard).
+        line_input: how inference should show line art to this model, `adaptive` (the
+            paper's threshold) or `grey` (levelled grey lines); kept in the saved config, as
+            it depends on the sketches the model was trained on.
     """
 
     def __init__(self, image_size: int = 256, base_filters: int = 64, norm: str = "batch",
                  dropout: float = 0.5, input_channels: int = 5, output_channels: int = 3,
-                 uses_cues: bool = True, **kwargs):
+                 uses_cues: bool = True, upsample: str = "transpose",
+                 line_input: str = "adaptive", **kwargs):
         super().__init__(**kwargs)
         if image_size < 2 or image_size & (image_size - 1):
             raise ValueError(f"image_size: must be a power of two, got {image_size}")
@@ -54,6 +67,10 @@ class UNetGenerator(keras.Model):
         self.input_channels = input_channels
         self.output_channels = output_channels
         self.uses_cues = uses_cues
+        self.upsample = upsample
+        if line_input not in ("adaptive", "grey"):
+            raise ValueError(f"line_input: must be 'adaptive' or 'grey', got {line_input!r}")
+        self.line_input = line_input
         self.depth = int(math.log2(image_size))
 
         widths = [base_filters * min(2**i, 8) for i in range(self.depth)]
@@ -66,13 +83,11 @@ class UNetGenerator(keras.Model):
                 block_norm = None
             self.down_blocks.append(DownBlock(width, norm=block_norm, name=f"down_{i}"))
         self.up_blocks = [
-            UpBlock(width, norm=norm, dropout=dropout if i < 3 else 0.0, name=f"up_{i}")
+            UpBlock(width, norm=norm, dropout=dropout if i < 3 else 0.0, upsample=upsample,
+                    name=f"up_{i}")
             for i, width in enumerate(reversed(widths[:-1]))
         ]
-        self.last = keras.layers.Conv2DTranspose(
-            output_channels, 4, strides=2, padding="same", kernel_initializer=conv_init(),
-            name="to_rgb",
-        )
+        self.last = up_conv(output_channels, upsample, use_bias=True, name="to_rgb")
         # Keep the output in float32 under mixed precision.
         self.out_act = keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
@@ -87,7 +102,7 @@ class UNetGenerator(keras.Model):
             block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
             shape = shape[:-1] + (shape[-1] + skip[-1],)
-        self.last.build(shape)
+        self.last.build(doubled_shape(shape) if self.upsample == "resize" else shape)
         self.built = True
 
     def call(self, inputs, training=None):
@@ -99,6 +114,8 @@ class UNetGenerator(keras.Model):
         for block, skip in zip(self.up_blocks, reversed(skips[:-1]), strict=True):
             x = block(x, training=training)
             x = ops.concatenate([x, skip], axis=-1)
+        if self.upsample == "resize":
+            x = double_size(x)
         return self.out_act(self.last(x))
 
     def compute_output_shape(self, input_shape):
@@ -114,4 +131,6 @@ class UNetGenerator(keras.Model):
             "input_channels": self.input_channels,
             "output_channels": self.output_channels,
             "uses_cues": self.uses_cues,
+            "upsample": self.upsample,
+            "line_input": self.line_input,
         }

@@ -1,4 +1,4 @@
-"""The pix2pix building blocks: a strided down block and a transposed up block.
+"""The pix2pix building blocks: a strided down block and an up-sampling block.
 
 Both use the paper's N(0, 0.02) weight initialisation and no conv bias (a norm follows).
 """
@@ -144,32 +144,77 @@ class DownBlock(_ConvNormBlock):
         return config
 
 
+UPSAMPLINGS = ("transpose", "resize")
+
+
+def up_conv(filters: int, upsample: str, *, use_bias: bool, name: str) -> keras.layers.Layer:
+    """The up-sampling convolution: the paper's ConvTranspose 4x4 stride 2, or a 3x3 conv
+    applied after a nearest-neighbour 2x resize (`resize`), which cannot paint the
+    checkerboard a strided transposed convolution does where its kernel overlaps unevenly.
+    """
+    if upsample == "transpose":
+        return keras.layers.Conv2DTranspose(
+            filters, 4, strides=2, padding="same", use_bias=use_bias,
+            kernel_initializer=conv_init(), name=name,
+        )
+    if upsample == "resize":
+        return keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=use_bias, kernel_initializer=conv_init(),
+            name=name,
+        )
+    raise ValueError(f"upsample: must be one of {UPSAMPLINGS}, got {upsample!r}")
+
+
+def double_size(x):
+    """Nearest-neighbour 2x up-sampling of NHWC maps."""
+    return keras.ops.repeat(keras.ops.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def doubled_shape(input_shape) -> tuple:
+    """The shape of `double_size`'s output."""
+    n, h, w, c = tuple(input_shape)
+    return (n, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class UpBlock(_ConvNormBlock):
-    """ConvTranspose 4x4 stride 2 -> norm -> optional dropout -> ReLU: doubles the size.
+    """Up-sampling conv (doubles the size) -> norm -> optional dropout -> ReLU.
 
     Args:
         filters: output channels.
         norm: `batch` or `instance` (None for no norm).
         dropout: dropout rate (0 for none); the paper uses 0.5 on the first three blocks.
+        upsample: `transpose` (the paper's ConvTranspose 4x4 stride 2) or `resize`
+            (nearest 2x resize, then Conv 3x3; see `up_conv`).
     """
 
-    def __init__(self, filters: int, norm: str | None = "batch", dropout: float = 0.0, **kwargs):
+    def __init__(self, filters: int, norm: str | None = "batch", dropout: float = 0.0,
+                 upsample: str = "transpose", **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.norm = norm
         self.dropout = dropout
-        self.conv = keras.layers.Conv2DTranspose(
-            filters, 4, strides=2, padding="same", use_bias=False,
-            kernel_initializer=conv_init(), name="conv",
-        )
+        self.upsample = upsample
+        self.conv = up_conv(filters, upsample, use_bias=False, name="conv")
         self.norm_layer = make_norm(norm, "norm")
         self.drop = keras.layers.Dropout(dropout, name="dropout") if dropout > 0 else None
         self.act = keras.layers.ReLU(name="act")
 
+    def build(self, input_shape):
+        if self.upsample == "resize":
+            input_shape = doubled_shape(input_shape)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if self.upsample == "resize":
+            input_shape = doubled_shape(input_shape)
+        return self.conv.compute_output_shape(input_shape)
+
     def call(self, x, training=None):
-        if TF_BACKEND and matmul_conv.use_matmul(x.shape, self.conv.kernel.shape,
-                                                 matmul_conv.MAX_TRANSPOSED_POSITIONS):
+        if self.upsample == "resize":
+            x = self.conv(double_size(x))
+        elif TF_BACKEND and matmul_conv.use_matmul(x.shape, self.conv.kernel.shape,
+                                                   matmul_conv.MAX_TRANSPOSED_POSITIONS):
             x = matmul_conv.transposed_conv(x, layer_kernel(self.conv, x))
         else:
             x = self.conv(x)
@@ -181,5 +226,6 @@ class UpBlock(_ConvNormBlock):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, norm=self.norm, dropout=self.dropout)
+        config.update(filters=self.filters, norm=self.norm, dropout=self.dropout,
+                      upsample=self.upsample)
         return config

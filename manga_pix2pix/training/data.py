@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +37,7 @@ from manga_pix2pix.data.pipeline import (
     load_images,
     prepare_example,
 )
+from manga_pix2pix.data.sketch import SketchConfig
 from manga_pix2pix.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,36 @@ def cue_masks(data: DataConfig) -> CueMaskConfig:
     return CueMaskConfig(
         p_full=data.p_full_cues, p_partial=data.p_partial_cues, p_none=data.p_no_cues
     )
+
+
+def sketch_styles(data: DataConfig) -> SketchConfig:
+    """The training sketch styles: one pinned style, or the configured mix."""
+    if data.sketch_style == "mix":
+        return SketchConfig(
+            p_adaptive=data.p_sketch_adaptive, p_xdog=data.p_sketch_xdog,
+            p_pencil=data.p_sketch_pencil, augment=data.line_augment,
+        )
+    return SketchConfig.pinned(data.sketch_style, augment=data.line_augment)
+
+
+def derive_options(data: DataConfig) -> dict[str, Any]:
+    """`derive_batch`'s settings for a run's data: cue masks and blur, sketch and cue styles."""
+    return {
+        "cue_masks": cue_masks(data),
+        "cue_sigma": data.cue_sigma,
+        "sketches": sketch_styles(data),
+        "cue_style": data.cue_style,
+    }
+
+
+#: How colorize shows line art to a model trained on styled sketches (any style but the
+#: paper's alone); measured on real line-art pairs, see docs/results.md.
+STYLED_LINE_INPUT = "grey"
+
+
+def line_input(data: DataConfig) -> str:
+    """How inference should show line art to a model trained on `data`'s sketches."""
+    return "adaptive" if data.sketch_style == "adaptive" else STYLED_LINE_INPUT
 
 
 def _held_out(index: tf.Tensor, fraction: float) -> tf.Tensor:
@@ -169,13 +201,15 @@ def _preview_batch(config: Config, train_images: tf.data.Dataset) -> dict[str, n
     held_out = held_out_images(config)
     source = held_out if held_out is not None else train_images
     masks = cue_masks(config.data)
+    styles = sketch_styles(config.data)
     seed = config.train.seed
 
     def prepare(index, image):
         return prepare_example(
             image, seed=tf.stack([tf.constant(seed, tf.int64), -1 - index]), training=False,
             cue_masks=masks, cue_sigma=config.data.cue_sigma,
-            image_size=config.model.image_size,
+            image_size=config.model.image_size, sketches=styles,
+            cue_style=config.data.cue_style,
         )
 
     rows = source.take(PREVIEW_ROWS).enumerate().map(prepare).batch(PREVIEW_ROWS)
@@ -197,7 +231,6 @@ def training_stream(
     [B, 2]}` for the train step to derive on the device (`derive_batch`, same result).
     """
     seed = config.train.seed
-    masks = cue_masks(config.data)
     n = data.num_images
     start = start_step * global_batch_size
     first_epoch, skip = divmod(start, n)
@@ -221,7 +254,7 @@ def training_stream(
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(global_batch_size, drop_remainder=True)
     if derive:
-        ds = derive_on_host(ds, masks, config.data.cue_sigma)
+        ds = derive_on_host(ds, **derive_options(config.data))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True

@@ -333,7 +333,11 @@ class Trainer:
         batch = train.batch_size
         uses_cues = not config.data.no_cues
         with strategy.scope():
-            generator, discriminator = build_models(config.model, uses_cues=uses_cues)
+            generator, discriminator = build_models(
+                config.model,
+                uses_cues=uses_cues,
+                line_input=training_data.line_input(config.data),
+            )
             g_opt = make_optimizer(train, total_steps)
             d_opt = make_optimizer(train, total_steps)
             # The optimisers must know every variable before the first (traced) step.
@@ -351,10 +355,8 @@ class Trainer:
                 strategy, generator, discriminator, g_opt, d_opt,
                 global_batch_size=batch, l1_weight=train.l1_weight,
                 use_cue_mask=config.model.use_cue_mask, xla=train.xla, step=step_var,
-                derive=functools.partial(
-                    derive_batch, cue_masks=training_data.cue_masks(config.data),
-                    cue_sigma=config.data.cue_sigma,
-                ),
+                derive=functools.partial(derive_batch,
+                                         **training_data.derive_options(config.data)),
             )
         self.generator, self.discriminator = generator, discriminator
 
@@ -611,7 +613,8 @@ def _drop_latest_checkpoint(manager: tf.train.CheckpointManager) -> None:
 
 #: Where each `build_config` override goes.
 _OVERRIDES = {
-    "image_size": "model", "base_filters": "model", "norm": "model",
+    "image_size": "model", "base_filters": "model", "norm": "model", "upsample": "model",
+    "sketch_style": "data", "line_augment": "data", "cue_style": "data",
     "source": "data", "data_dir": "data", "no_cues": "data", "complexity_ceiling": "data",
     "holdout_fraction": "data", "synthetic_count": "data",
     "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",

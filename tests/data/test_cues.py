@@ -152,3 +152,94 @@ def test_apply_mask_puts_zero_outside_the_mask():
     out = apply_mask(cues, mask).numpy()
     np.testing.assert_allclose(out[np.tri(4) == 1], -0.7)
     np.testing.assert_array_equal(out[np.tri(4) == 0], 0.0)
+
+
+# -- The artist cue style ----------------------------------------------------------------------
+
+from manga_pix2pix.data.cues import (  # noqa: E402
+    artist_cues,
+    highlighter_layer,
+    masked_median,
+    stroke_cues,
+)
+
+
+def flat_regions(seed: int, size: int = 64) -> np.ndarray:
+    """Flat-colour rectangles and discs, float RGB in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    image = np.full((size, size, 3), 255, np.uint8)
+    for _ in range(5):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        x, y = (int(v) for v in rng.integers(0, size, 2))
+        cv2.rectangle(image, (x, y), (x + size // 3, y + size // 4), colour, -1)
+    return as_float(image)
+
+
+def test_masked_median_is_numpys_lower_median():
+    rng = np.random.default_rng(0)
+    values = rng.random((9, 11, 3)).astype(np.float32)
+    masks = (rng.random((9, 11, 4)) < 0.3).astype(np.float32)
+    masks[..., 3] = 0.0  # an empty mask gives 0
+    ours = masked_median(tf.constant(values), tf.constant(masks)).numpy()
+    for k in range(3):
+        picked = np.sort(values[masks[..., k] > 0], axis=0)
+        np.testing.assert_allclose(ours[k], picked[(len(picked) - 1) // 2], atol=0)
+    np.testing.assert_array_equal(ours[3], 0.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stroke_colours_are_the_median_true_colour_under_them(seed):
+    image = flat_regions(seed)
+    colours, mask = stroke_cues(tf.constant(image), tf.constant([seed, 2], tf.int64))
+    colours, mask = colours.numpy(), mask.numpy()[..., 0]
+    assert mask.sum() > 0 and set(np.unique(mask)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(colours[mask == 0], 0.0)
+    # Each stroke is one flat colour that the image really has (its median under the
+    # stroke), and pixels are kept only where the image is close to it: in flat regions
+    # the cue equals the true colour under it.
+    painted = colours[mask > 0]
+    assert np.abs(painted - image[mask > 0]).max() <= 0.12 + 1e-6
+    image_colours = {tuple(c) for c in image.reshape(-1, 3)}
+    assert {tuple(c) for c in painted} <= image_colours
+
+
+def test_stroke_cues_are_seeded_and_vary():
+    image = tf.constant(flat_regions(1))
+    a = stroke_cues(image, tf.constant([5, 5], tf.int64))[1].numpy()
+    b = stroke_cues(image, tf.constant([5, 5], tf.int64))[1].numpy()
+    c = stroke_cues(image, tf.constant([6, 5], tf.int64))[1].numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_highlighter_layer_is_not_the_blurred_truth():
+    image = tf.constant(flat_regions(3))
+    blurred = gaussian_blur(image).numpy()
+    layers = [highlighter_layer(image, tf.constant([s, 0], tf.int64)).numpy() for s in range(4)]
+    for layer in layers:
+        assert layer.shape == (64, 64, 3) and layer.min() >= 0.0 and layer.max() <= 1.0
+        assert np.abs(layer - blurred).mean() > 0.003
+        # Still a layer of the image's colours: close to the blur on average.
+        assert np.abs(layer - blurred).mean() < 0.15
+    assert not np.array_equal(layers[0], layers[1])
+
+
+def test_artist_cues_in_dataset_map_equal_eager_and_mix_the_kinds():
+    images = np.stack([flat_regions(i, 32) for i in range(30)])
+    config = CueMaskConfig(p_full=0.4, p_partial=0.4, p_none=0.2)
+
+    def make(i, image):
+        return artist_cues(image, tf.stack([tf.constant(3, tf.int64), i]), config)
+
+    ds = tf.data.Dataset.from_tensor_slices(images).enumerate().map(make)
+    kinds = set()
+    for i, (cues, mask) in enumerate(ds):
+        eager_cues, eager_mask = make(tf.constant(i, tf.int64), tf.constant(images[i]))
+        np.testing.assert_allclose(cues.numpy(), eager_cues.numpy(), atol=1e-6)
+        np.testing.assert_array_equal(mask.numpy(), eager_mask.numpy())
+        assert cues.shape == (32, 32, 3) and mask.shape == (32, 32, 1)
+        assert float(tf.reduce_min(cues)) >= -1.0 and float(tf.reduce_max(cues)) <= 1.0
+        np.testing.assert_array_equal(cues.numpy()[mask.numpy()[..., 0] == 0], 0.0)
+        share = float(tf.reduce_mean(mask))
+        kinds.add("none" if share == 0 else "full" if share == 1 else "strokes")
+    assert kinds == {"none", "full", "strokes"}

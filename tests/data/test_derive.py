@@ -7,9 +7,15 @@ import pytest
 import tensorflow as tf
 
 from manga_pix2pix.data import derive
-from manga_pix2pix.data.cues import NO_CUES, CueMaskConfig, gaussian_blur
+from manga_pix2pix.data.cues import (
+    NO_CUES,
+    CueMaskConfig,
+    _blur_matrix,
+    gaussian_blur,
+    masked_median,
+)
 from manga_pix2pix.data.pipeline import prepare_example
-from manga_pix2pix.data.sketch import sketch
+from manga_pix2pix.data.sketch import XDOG_SIGMAS, SketchConfig, pencil, sketch, xdog
 
 SIZE = 48
 
@@ -126,3 +132,88 @@ def test_a_batch_gives_what_prepare_example_gives_one_by_one(make_natural_image)
                               cue_masks=CueMaskConfig(), image_size=SIZE)
         for key, value in one.items():
             np.testing.assert_allclose(value, batch[key][i], atol=1e-6)
+
+
+@pytest.mark.parametrize("style", ["xdog", "pencil"])
+def test_a_pinned_style_is_the_per_example_op(make_natural_image, style):
+    images = _images(make_natural_image, 6)
+    out = derive.styled_sketches(tf.constant(images), _seeds(6),
+                                 SketchConfig.pinned(style)).numpy()
+    sigmas = XDOG_SIGMAS if style == "xdog" else [None]
+    used = set()
+    for i in range(6):
+        # The style's op with one of its sigmas, or (rejected) the adaptive threshold.
+        candidates = {s: (xdog(images[i], s) if style == "xdog" else pencil(images[i])).numpy()
+                      for s in sigmas}
+        candidates["adaptive"] = sketch(images[i]).numpy() / 255.0
+        match = [s for s, c in candidates.items() if np.allclose(out[i], c, atol=1e-6)]
+        assert match, i
+        used.update(match)
+    if style == "xdog":
+        assert len(used - {"adaptive"}) >= 2  # sigmas drawn per example
+
+
+def test_masked_medians_by_histogram_are_the_sorted_medians(make_natural_image):
+    image = make_natural_image(3, 20, 24)
+    rng = np.random.default_rng(0)
+    masks = rng.uniform(size=(20, 24, 5)) < np.array([0.0, 0.01, 0.2, 0.5, 1.0])
+    expected = masked_median(tf.constant(image, tf.float32) / 255.0,
+                             tf.constant(masks, tf.float32)).numpy()
+    levels = tf.constant(image.reshape(1, -1, 3), tf.int32)
+    got = derive.masked_medians(levels, tf.constant(masks.reshape(1, -1, 5))).numpy()[0]
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+
+
+def test_blur_matrices_for_one_sigma_each_are_the_blur_matrix():
+    sigmas = tf.constant([2.0, 7.5, 30.0])
+    got = derive._blur_matrices(16, sigmas).numpy()
+    for i, sigma in enumerate([2.0, 7.5, 30.0]):
+        np.testing.assert_allclose(got[i], _blur_matrix(tf.constant(16), tf.constant(sigma)),
+                                   atol=1e-6)
+
+
+MIXES = [
+    (SketchConfig(p_adaptive=0.2, p_xdog=0.3, p_pencil=0.5, augment=True), "artist"),
+    (SketchConfig(p_adaptive=0.2, p_xdog=0.3, p_pencil=0.5), "paper"),
+]
+
+
+@pytest.mark.parametrize(("sketches", "cue_style"), MIXES)
+def test_styles_and_artist_cues_depend_on_each_examples_seed_alone(make_natural_image,
+                                                                   sketches, cue_style):
+    images = _images(make_natural_image, 8)
+    config = CueMaskConfig(p_full=0.4, p_partial=0.4, p_none=0.2)
+    batch = derive.derive_batch(images, _seeds(8), config, sketches=sketches,
+                                cue_style=cue_style)
+    part = derive.derive_batch(images[[6, 1]], tf.gather(_seeds(8), [6, 1]), config,
+                               sketches=sketches, cue_style=cue_style)
+    for key, value in part.items():
+        np.testing.assert_allclose(value[0], batch[key][6], atol=1e-5)
+        np.testing.assert_allclose(value[1], batch[key][1], atol=1e-5)
+    assert batch["sketch"].numpy().min() >= -1 and batch["sketch"].numpy().max() <= 1
+    cues, mask = batch["cues"].numpy(), batch["cue_mask"].numpy()
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert np.all(cues[np.broadcast_to(mask, cues.shape) == 0] == 0)
+    assert np.abs(cues).max() <= 1.0
+
+
+def test_artist_strokes_are_flat_colours_of_the_truth(make_natural_image):
+    images = _images(make_natural_image, 6)
+    colours, mask = derive.stroke_cues_batch(tf.constant(images), _seeds(6), max_strokes=8)
+    colours, mask = colours.numpy(), mask.numpy()
+    truth = images / 255.0
+    for i in range(6):
+        inside = mask[i, ..., 0] > 0
+        assert inside.any()
+        # Each painted pixel is within the tolerance of the truth under it.
+        assert np.all(np.linalg.norm(colours[i][inside] - truth[i][inside], axis=-1) <= 0.121)
+        assert len(np.unique(colours[i][inside], axis=0)) <= 8
+
+
+def test_highlighter_layers_are_not_the_truth_blurred(make_natural_image):
+    images = _images(make_natural_image, 6).astype(np.float32) / 255.0
+    layers = derive.highlighter_layers(tf.constant(images), _seeds(6)).numpy()
+    exact = gaussian_blur(images).numpy()
+    assert layers.shape == images.shape and layers.min() >= 0 and layers.max() <= 1
+    differences = np.abs(layers - exact).mean(axis=(1, 2, 3))
+    assert np.all(differences > 1e-3) and len(set(np.round(differences, 6))) == 6

@@ -167,3 +167,47 @@ def test_fused_batch_norm_matches_keras_batch_norm(shape):
     for keras_value, fused_value in zip(*results, strict=True):
         np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value),
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_resize_upsampling_has_no_transposed_convolutions_and_round_trips(tmp_path):
+    config = ModelConfig(image_size=32, base_filters=4, upsample="resize")
+    generator, _ = build_models(config, line_input="grey")
+    assert generator.get_config()["upsample"] == "resize"
+    assert generator.line_input == "grey"
+    kinds = {type(layer.conv).__name__ for layer in generator.up_blocks}
+    assert kinds == {"Conv2D"} and type(generator.last).__name__ == "Conv2D"
+    x = _inputs(2, 32, 5)
+    y = generator(x, training=True)
+    assert y.shape == (2, 32, 32, 3)
+    assert generator(_inputs(1, 64, 5), training=False).shape == (1, 64, 64, 3)
+    generator.save(tmp_path / "g.keras")
+    again = keras.saving.load_model(tmp_path / "g.keras")
+    assert again.upsample == "resize" and again.line_input == "grey"
+    np.testing.assert_allclose(again(x, training=False), generator(x, training=False), atol=1e-6)
+
+
+def test_resize_upsampling_draws_no_checkerboard_at_initialisation():
+    # A transposed 4x4 stride-2 convolution covers output pixels unevenly (the checkerboard
+    # of Odena et al.); nearest resize then a 3x3 convolution covers them evenly. On a
+    # constant input the first up block's output then has no period-2 pattern.
+    import tensorflow as tf
+
+    from manga_pix2pix.models.layers import UpBlock
+
+    x = tf.ones([1, 8, 8, 16])
+    for upsample, has_pattern in (("transpose", True), ("resize", False)):
+        block = UpBlock(8, norm=None, upsample=upsample)
+        block.build(x.shape)
+        block.conv.kernel.assign(tf.abs(block.conv.kernel))
+        y = block(x).numpy()[0, 2:-2, 2:-2]  # away from the zero-padded borders
+        even, odd = y[0::2, 0::2], y[1::2, 1::2]
+        assert bool(np.abs(even - odd).max() > 1e-4) is has_pattern
+
+
+def test_bad_upsampling_and_line_input_name_the_argument():
+    with pytest.raises(ValueError, match="upsample"):
+        UNetGenerator(image_size=32, upsample="bicubic")
+    with pytest.raises(ValueError, match="line_input"):
+        UNetGenerator(image_size=32, line_input="colour")
+    with pytest.raises(ValueError, match="upsample"):
+        ModelConfig(upsample="bicubic")

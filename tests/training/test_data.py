@@ -14,7 +14,7 @@ from manga_pix2pix.data.synthetic import synthetic_image
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import write_image
 from manga_pix2pix.training.data import (
-    cue_masks,
+    derive_options,
     held_out_images,
     load_training_data,
     training_stream,
@@ -107,8 +107,7 @@ def test_host_and_device_derivation_give_the_same_batches(no_cues):
     assert raw[0]["image"].dtype == tf.uint8 and raw[0]["seed"].shape == (2, 2)
     # As the train step runs it: inside a tf.function, per replica, under the strategy.
     strategy = tf.distribute.get_strategy()
-    derive = functools.partial(derive_batch, cue_masks=cue_masks(config.data),
-                               cue_sigma=config.data.cue_sigma)
+    derive = functools.partial(derive_batch, **derive_options(config.data))
     on_device = tf.function(
         lambda batch: strategy.run(lambda b: derive(b["image"], b["seed"]), args=(batch,))
     )
