@@ -30,7 +30,7 @@ bench: venv
 
 # One GPU, under 8 minutes: train step by precision and XLA, fed end to end, colorize.
 bench-gpu: venv
-	cd benchmarks && ../$(BIN)/python gpu.py --output ../bench-gpu.json
+	cd benchmarks && $(abspath $(BIN))/python gpu.py --output $(CURDIR)/bench-gpu.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info
