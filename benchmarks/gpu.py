@@ -20,7 +20,7 @@ known to work on any machine, a CPU included; its figures mean nothing.
 Examples:
 
     python benchmarks/gpu.py --output bench-gpu.json          # about 5 minutes on one GPU
-    python benchmarks/gpu.py --quick --output /tmp/quick.json # seconds to minutes, any CPU
+    python benchmarks/gpu.py --quick --output quick.json      # minutes, any CPU
 """
 
 from __future__ import annotations

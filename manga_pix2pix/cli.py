@@ -487,9 +487,9 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
                                  "its own [default: auto].")
 @click.option("--xla", is_flag=True, default=None, help="Compile the step with XLA.")
 @click.option("--derive-on", type=click.Choice(["auto", "host", "device"]), default=None,
-              help="Where sketches, cues and cue masks are derived: host (input pipeline), "
-                   "device (in the train step, on the accelerator), auto (device with a GPU "
-                   "or TPU, else host); the same examples either way [default: auto].")
+              help="Where sketches, cues and cue masks are derived: host (input pipeline) or "
+                   "device (in the train step, per replica); auto is device, the faster one "
+                   "measured; the same examples either way [default: auto].")
 @click.option("--seed", type=int, default=None,
               help="Seeds weights, data order, augmentation, cue masks and dropout [default: 0].")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,

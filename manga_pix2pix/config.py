@@ -140,7 +140,8 @@ class TrainConfig:
         xla: compile the train step with XLA.
         derive_on: where the sketch, cues and cue masks are derived from the augmented uint8
             images: `host` (in the input pipeline), `device` (at the start of the train step,
-            per replica, on the accelerator) or `auto` (device with a GPU or TPU, else host).
+            per replica, on the accelerator or the CPU) or `auto` (device: the faster one with
+            an accelerator and, measured, on a CPU too).
             The same examples either way; a run's `config.json` records the concrete choice.
         strategy: `auto`, `default`, `mirrored`, `multi-worker` or `tpu`.
         tpu: TPU name or address for the `tpu` strategy (implies it under `auto`).
