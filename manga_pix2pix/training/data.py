@@ -1,8 +1,9 @@
 """The training stream: a resumable, deterministic sequence of batches, and the held-out set.
 
-Built from the pipeline's public stages (`load_images` for the source, `prepare_example` for the
-per-example derivation) so that a run can restart exactly where it stopped without replaying
-the input:
+Built from the pipeline's public stages (`load_images` for the source, `augment_image` for each
+example's jitter, `derive_batch` for the batch's sketches, cues and masks, on the host or in
+the train step) so that a run can restart exactly where it stopped without replaying the
+input:
 
 * Hold-out: image `i` of the source (in source order: sorted file names for a folder, seed
   order for synthetic images, dataset order for TFDS) is held out when
