@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-run
 $(BIN)/manga-pix2pix: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,beam]'
 	touch $@
 
 venv: $(BIN)/manga-pix2pix
@@ -27,6 +27,8 @@ bench: venv
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/colorize.py
+	$(BIN)/python benchmarks/evaluate_pairs.py
+	$(BIN)/python benchmarks/serve.py
 
 # One GPU, under 8 minutes: train step by precision and XLA, fed end to end, colorize.
 bench-gpu: venv

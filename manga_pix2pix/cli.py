@@ -174,9 +174,28 @@ def cues(color, output, sigma):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for metrics.json, metrics.md and figures/ (created if missing).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+# -- real line art (evaluate --pairs / --lineart) --
+@click.option("--pairs", type=click.Path(file_okay=False), default=None,
+              help="Score on real pairs instead of --data: a folder with lineart/NAME.* and "
+                   "colour/NAME.*, coloured as colorize does, with a full cue layer, a few "
+                   "strokes, and no cues.")
+@click.option("--lineart", type=click.Path(file_okay=False), default=None,
+              help="Score on a folder of line art with no colour version: hint fidelity, "
+                   "leakage across lines and paper kept white.")
+@click.option("--max-side", type=click.IntRange(min=11), default=512, show_default=True,
+              help="With --pairs/--lineart: shrink images to this long side first.")
+@click.option("--strokes", type=click.IntRange(min=0), default=8, show_default=True,
+              help="With --pairs/--lineart: the most cue strokes per drawing.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --pairs/--lineart: seeds where the strokes go (with each name).")
+@click.option("--work-size", type=click.IntRange(min=8), default=None,
+              help="With --pairs/--lineart: as colorize --work-size [default: the model's "
+                   "image size].")
+# -- end real line art --
 @user_errors
 def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
-             max_images, batch_size, figure_rows, norm_stats, output, quiet):
+             max_images, batch_size, figure_rows, norm_stats, output, quiet, pairs, lineart,
+             max_side, strokes, seed, work_size):
     """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
 
     Rows: the model with full cues, with cues only in a few strokes, with cues
@@ -187,17 +206,30 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
     the training ceiling). Writes metrics.json, metrics.md and one figure per task
     (sketch | cues | output | truth) into the output folder.
 
+    With --pairs (an artist's line art and colour version) or --lineart (line art
+    alone), each drawing is coloured as colorize colours it, with a full cue layer,
+    a few strokes and no cues, next to the blurred cue layer, a paint bucket and the
+    bare sketch.
+
     Example:
 
         manga-pix2pix evaluate --model run --data danbooru --data-dir data -o eval
 
         manga-pix2pix evaluate --model run --data synthetic --max-images 200 -o eval
+
+        manga-pix2pix evaluate --model run --pairs pairs/ -o eval-pairs
+
+        manga-pix2pix evaluate --model run --lineart drawings/ -o eval-lineart
     """
     import contextlib
 
     from manga_pix2pix.evaluation import evaluate as ev
     from manga_pix2pix.evaluation.tasks import parse_character_tags
 
+    if pairs is not None or lineart is not None:
+        _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
+                       figure_rows, norm_stats, output, quiet)
+        return
     model = ev.load_model(model_path)
     if data is None:
         if model.config is None:
@@ -233,6 +265,47 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
             click.echo(f"figure ({task}): {os.path.join(output, name)}")
 
 
+def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
+                   figure_rows, norm_stats, output, quiet):
+    """`evaluate --pairs` / `evaluate --lineart`: real line art through the colorize path."""
+    import contextlib
+
+    from manga_pix2pix.evaluation import pairs as real
+    from manga_pix2pix.inference.loading import load_model
+
+    given = [name for name, value in (("--data", data), ("--pairs", pairs),
+                                      ("--lineart", lineart)) if value is not None]
+    if len(given) > 1:
+        raise click.UsageError(
+            f"give one of --data, --pairs and --lineart, not {' and '.join(given)}"
+        )
+    run = real.evaluate_pairs if pairs is not None else real.evaluate_lineart
+    model = load_model(model_path)
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def on_start(total):
+            nonlocal bar
+            if not quiet:
+                bar = stack.enter_context(
+                    click.progressbar(length=total, label="evaluating", file=sys.stderr)
+                )
+
+        def on_drawing():
+            if bar is not None:
+                bar.update(1)
+
+        report = run(model, pairs or lineart, max_side=max_side, strokes=strokes, seed=seed,
+                     work_size=work_size, figure_rows=figure_rows, norm_stats=norm_stats,
+                     output_dir=output, model_name=model_path, on_start=on_start,
+                     on_drawing=on_drawing)
+    if not quiet:
+        click.echo(f"drawings: {report.info['count']} in {report.info['seconds']:.1f} s")
+        click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")
+        for condition, name in report.figures.items():
+            click.echo(f"figure ({condition}): {os.path.join(output, name)}")
+
+
 @main.command()
 @click.argument("sketches", nargs=-1, required=True, type=click.Path())
 @click.option("-m", "--model", required=True, type=click.Path(),
@@ -259,9 +332,16 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
               help="How the line art is shown to the model: the paper's adaptive threshold, "
                    "or grey lines levelled as drawn [default: what the model was trained "
                    "for].")
+@click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
+              show_default=True,
+              help="Keep colours inside the line art's closed regions: flat (one colour per "
+                   "region, a stroked region takes its stroke's colour), shift (the same, "
+                   "keeping the model's shading), off; auto: flat with strokes or no cues, "
+                   "off with a full cue layer.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line_input, quiet):
+def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line_input, regions,
+             quiet):
     """Colour sketches of any size with a trained generator, with or without cues.
 
     SKETCHES are image files (gray, RGB, RGBA, palette PNG, JPEG, WebP, ...) or folders
@@ -289,7 +369,8 @@ def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line
         bar.update(1)
 
     report = colorize_paths(sketches, model, output, cues=cues, work_size=work_size,
-                            norm_stats=norm_stats, line_input=line_input, progress=progress)
+                            norm_stats=norm_stats, line_input=line_input, regions=regions,
+                            progress=progress)
     if bar is not None:
         bar.render_finish()
     for _sketch, message in report.failed:
@@ -329,12 +410,18 @@ def export(model, output, fmt, norm_stats, force):
     export_model(model, output, fmt, norm_stats=norm_stats, force=force)
 
 
+def _notice(line: str, quiet: bool) -> None:
+    """Shows a progress line on stderr (a warning even with --quiet)."""
+    if not quiet or line.startswith("warning:"):
+        click.echo(line, err=True)
+
+
 @main.command("build-dataset")
 @click.option("--source", type=click.Choice(["danbooru", "safebooru", "html", "folder",
-                                             "synthetic"]),
+                                             "synthetic", "dump"]),
               default="danbooru", show_default=True,
               help="Where images come from: a booru API, a booru's HTML pages, a local "
-                   "folder, or the built-in synthetic drawings.")
+                   "folder, the built-in synthetic drawings, or a Danbooru dump.")
 @click.option("--base-url", default=None,
               help="The site to ask [default: danbooru.donmai.us for danbooru, safebooru.org "
                    "for safebooru and html].")
@@ -345,7 +432,7 @@ def export(model, output, fmt, norm_stats, force):
                    "q questionable, e explicit [default: g].")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
               help="Stop once the dataset holds this many images, earlier runs included "
-                   "[default: 1000; a folder: all its images].")
+                   "[default: 1000; a folder: all its images; a dump: all its posts].")
 @click.option("--min-resolution", type=click.IntRange(min=1), default=None,
               help="Skip images whose short side is below this many pixels "
                    "[default: the image size].")
@@ -372,11 +459,29 @@ def export(model, output, fmt, norm_stats, force):
 @click.option("--busy-fraction", type=click.FloatRange(min=0, max=1), default=0.1,
               show_default=True,
               help="Synthetic only: share of busy, high-detail images (tagged busy_style).")
+@click.option("--dump-dir", type=click.Path(), default=None,
+              help="The dump of --source dump (Danbooru2021 or Danbooru2023 layout).")
+@click.option("--dump-format", type=click.Choice(["auto", "danbooru2021", "danbooru2023"]),
+              default="auto", show_default=True, help="The dump's layout (auto: detected).")
+@click.option("--runner", type=click.Choice(["local", "dataflow", "flink", "spark"]),
+              default="local", show_default=True,
+              help="Dump only: the Apache Beam runner (local: worker processes on this "
+                   "machine).")
+@click.option("--num-workers", type=click.IntRange(min=1), default=None,
+              help="Dump only: Beam worker processes (local) or workers (Dataflow, Flink) "
+                   "[default: the CPU count for local].")
+@click.option("--beam-option", "beam_options", multiple=True, metavar="KEY=VALUE",
+              help="Dump only: a Beam pipeline option for the runner (repeatable), e.g. "
+                   "project=my-project, temp_location=gs://bucket/tmp, flink_master=host:8081.")
+@click.option("--encoding", type=click.Choice(["png", "jpeg"]), default="png",
+              show_default=True,
+              help="How the packed images are stored (jpeg: a fraction of the size, lossy).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
 @user_errors
 def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, image_size,
                   crop, test_fraction, data_dir, rate_limit, timeout, retries, page_size, folder,
-                  busy_fraction, quiet):
+                  busy_fraction, dump_dir, dump_format, runner, num_workers, beam_options,
+                  encoding, quiet):
     """Build the `danbooru` TFDS dataset of coloured illustrations.
 
     Images are gathered into DATA_DIR/downloads/manual/danbooru/ (files named by
@@ -385,6 +490,10 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
     after an interruption to finish it: nothing already kept is downloaded twice.
     Safe-for-work only by default (rating g). Polite: 1 request/s by default.
 
+    A dump (--source dump --dump-dir DIR) is read in place and packed on Apache
+    Beam (pip install 'manga-pix2pix[beam]'): on this machine's CPUs with
+    --runner local, or on a cluster with --runner dataflow, flink or spark.
+
     Example:
 
         manga-pix2pix build-dataset --tags holding_staff --max-images 500 --data-dir data
@@ -392,6 +501,8 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
         manga-pix2pix build-dataset --source synthetic --max-images 200 --data-dir data
 
         manga-pix2pix build-dataset --source folder --folder my_art --data-dir data
+
+        manga-pix2pix build-dataset --source dump --dump-dir danbooru2021 --data-dir data
     """
     import contextlib
 
@@ -403,6 +514,8 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
         image_size=int(image_size), crop=crop, test_fraction=test_fraction,
         rate_limit=rate_limit, timeout=timeout, retries=retries, page_size=page_size,
         folder=folder, busy_fraction=busy_fraction, progress_bars=not quiet,
+        dump_dir=dump_dir, dump_format=dump_format, runner=runner, num_workers=num_workers,
+        beam_options=tuple(beam_options), encoding=encoding,
     )
     with contextlib.ExitStack() as stack:
         bar = None
@@ -416,7 +529,9 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
             bar.update(max(0, held - shown))
             shown = held
 
-        report = dataset_build.build_dataset(options, progress=None if quiet else progress)
+        report = dataset_build.build_dataset(
+            options, progress=None if quiet else progress,
+            notice=functools.partial(_notice, quiet=quiet))
     if not quiet:
         for line in dataset_build.format_report(report):
             click.echo(line)
@@ -526,6 +641,58 @@ def train(run_dir, preset_name, init_from, quiet, **options):
             click.echo(f"{done}; generator: {os.path.join(run_dir, loop.GENERATOR_FILE)}")
         else:
             click.echo(f"{done}; this worker's part is done (the chief writes the run directory)")
+
+
+@main.command()
+@click.option("-m", "--model", required=True, type=click.Path(),
+              help="A run directory, a .keras generator file or an exported SavedModel folder.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback lets others on the network "
+                   "use it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--work-size", type=click.IntRange(min=8), default=None,
+              help="Short side in pixels at which colours are computed [default: the model's "
+                   "image size] (see colorize --help).")
+@click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
+              show_default=True, help="Batch-norm statistics (see colorize --help).")
+@click.option("--max-upload-mb", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Largest request accepted, in MB (sketch and cues together).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@user_errors
+def serve(model, host, port, work_size, norm_stats, max_upload_mb, open_browser):
+    """Serve a local web page for painting colour strokes over a sketch.
+
+    Open a sketch, paint cues on it and the colouring updates after each stroke.
+    The model is loaded once; Ctrl-C stops the server. Download the result and the
+    cue layer: `colorize --cues` gives the same result from the same files.
+
+    Example:
+
+        manga-pix2pix serve --model run --open
+
+        manga-pix2pix serve --model run/generator.keras --port 8080 --work-size 512
+    """
+    from manga_pix2pix.app import server
+
+    settings = server.ServeSettings(host=host, max_upload_bytes=max_upload_mb * 1024 * 1024)
+    sock = server.bind_socket(host, port)
+    warning = server.network_warning(host)
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
+    try:
+        loaded = server.build_app(model, work_size=work_size, norm_stats=norm_stats,
+                                  settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    info = loaded.info
+    cues = "with cues" if info.uses_cues else "without cues (--no-cues model)"
+    click.echo(f"model: {info.name} ({info.preset or 'custom'}, {info.image_size} px, {cues}; "
+               f"work size {info.work_size})")
+    click.echo(f"serving on {server.url_of(sock)}  (Ctrl-C to stop)")
+    server.run_server(loaded.app, sock, open_browser=open_browser)
+    click.echo("stopped")
 
 
 # -- commands end --

@@ -10,6 +10,10 @@ Where things go, under the data dir D:
 Rerunning the same command after an interruption (even kill -9) finishes the job: images
 already in the manual dir are not downloaded again, and the dataset is re-packed from all of
 them. A data dir holds one source's posts (ids from different sources would clash).
+
+The dump source copies nothing: it writes `dump.json` (what to read, which posts to keep) into
+the manual dir, and the builder reads the dump's files itself, on Apache Beam
+(`tfds_danbooru.dump_beam`); its summary comes from the report files the splits leave.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import io
 import logging
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,14 +35,14 @@ import cv2
 import numpy as np
 
 from manga_pix2pix.errors import UserError
-from manga_pix2pix.imageio import write_image
+from manga_pix2pix.imageio import encode_image, write_bytes_atomic, write_image
 
 if TYPE_CHECKING:
     from tfds_danbooru.scrape import CollectStats
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("danbooru", "safebooru", "html", "folder", "synthetic")
+SOURCES = ("danbooru", "safebooru", "html", "folder", "synthetic", "dump")
 #: The complexity ceiling of the training data (drawn on the histogram).
 COMPLEXITY_CEILING = 40.0
 #: Images gathered when --max-images is not given (a folder source takes all its images).
@@ -68,6 +73,12 @@ class BuildOptions:
         folder: the folder of the folder source.
         busy_fraction: share of synthetic images drawn in the busy, high-detail style.
         progress_bars: let TFDS show its progress bars while packing.
+        encoding: how the packed images are stored, "png" or "jpeg".
+        dump_dir: the dump of the dump source.
+        dump_format: "auto" (detected), "danbooru2021" or "danbooru2023".
+        runner: the Beam runner of the dump source: "local", "dataflow", "flink", "spark".
+        num_workers: Beam worker processes (local; default: the CPU count) or workers.
+        beam_options: KEY=VALUE pipeline options passed to the runner.
     """
 
     source: str
@@ -87,6 +98,12 @@ class BuildOptions:
     folder: Path | None = None
     busy_fraction: float = 0.1
     progress_bars: bool = True
+    encoding: str = "png"
+    dump_dir: Path | None = None
+    dump_format: str = "auto"
+    runner: str = "local"
+    num_workers: int | None = None
+    beam_options: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -113,7 +130,14 @@ class BuildReport:
 
 
 def manual_dir_of(data_dir: str | os.PathLike) -> Path:
-    """The manual dir `build-dataset` fills: `<data_dir>/downloads/manual/danbooru`."""
+    """The manual dir `build-dataset` fills: `<data_dir>/downloads/manual/danbooru`.
+
+    A URL data dir (gs://...) gives an `etils.epath.Path`.
+    """
+    if "://" in str(data_dir):
+        from etils import epath
+
+        return epath.Path(data_dir) / "downloads" / "manual" / "danbooru"
     return Path(data_dir) / "downloads" / "manual" / "danbooru"
 
 
@@ -164,8 +188,12 @@ def _disk_full_error(err: BaseException) -> bool:
 
 
 def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_fraction: float,
-         progress_bars: bool = True):
+         progress_bars: bool = True, encoding: str = "png", beam_options=None):
     """Packs the manual dir into TFRecords (regenerating any earlier version); returns the builder.
+
+    Args:
+        beam_options: Beam `PipelineOptions` for a dump (None: a dump is read in this
+            process).
 
     Raises:
         UserError: the disk filled up.
@@ -175,7 +203,7 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
 
     from tfds_danbooru.danbooru.danbooru_dataset_builder import make_config
 
-    config = make_config(image_size, crop, test_fraction)
+    config = make_config(image_size, crop, test_fraction, encoding)
     builder = tfds.builder("danbooru", config=config, data_dir=str(data_dir))
     download_config = tfds.download.DownloadConfig(
         manual_dir=str(manual_dir),
@@ -183,6 +211,7 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
         download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS,
         compute_stats=tfds.download.ComputeStatsMode.SKIP,
         try_download_gcs=False,
+        beam_options=beam_options,
     )
     quiet = contextlib.nullcontext()
     if not progress_bars:
@@ -254,13 +283,15 @@ def complexity_histogram(values: Sequence[float], *, ceiling: float = COMPLEXITY
 
 
 def build_dataset(options: BuildOptions,
-                  progress: Callable[[int, int], None] | None = None) -> BuildReport:
+                  progress: Callable[[int, int], None] | None = None,
+                  notice: Callable[[str], None] | None = None) -> BuildReport:
     """Gathers images into the manual dir, packs the TFDS dataset and draws the histogram.
 
     Args:
         options: what to gather and how to pack it.
         progress: called with (images held, images wanted) at the start and after each image
             kept.
+        notice: called with a line of progress or a warning (the dump source).
 
     Returns:
         The report of the run.
@@ -269,14 +300,20 @@ def build_dataset(options: BuildOptions,
         UserError: bad options, an unreachable or refusing site, no results, a missing or empty
             folder, a full disk.
     """
+    from tfds_danbooru.dump import SPEC_NAME
     from tfds_danbooru.scrape import Filters, collect
 
     if options.source not in SOURCES:
         raise UserError(f"--source: must be one of {', '.join(SOURCES)}")
-    data_dir = Path(options.data_dir).expanduser().absolute()
+    data_dir = _data_dir(options)
     if data_dir.exists() and not data_dir.is_dir():
         raise UserError(f"{data_dir}: is a file, not a folder")
     manual_dir = manual_dir_of(data_dir)
+    if options.source == "dump":
+        return _build_from_dump(options, data_dir, manual_dir, notice or (lambda line: None))
+    if (manual_dir / SPEC_NAME).exists():
+        raise UserError(f"{manual_dir} is set up for a dump, whose ids would clash with "
+                        f"{options.source!r} ones; use another --data-dir")
     source = _make_source(options)
     local = options.source in ("folder", "synthetic")
     filters = Filters(
@@ -297,11 +334,19 @@ def build_dataset(options: BuildOptions,
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
     builder = pack(data_dir, manual_dir, options.image_size, options.crop,
-                   options.test_fraction, options.progress_bars)
+                   options.test_fraction, options.progress_bars, options.encoding)
+    return _finish(builder, stats, data_dir, manual_dir)
+
+
+def _finish(builder, stats: CollectStats, data_dir: Path, manual_dir: Path) -> BuildReport:
+    """Reads the packed dataset's complexities and draws their histogram."""
     splits, complexities = read_complexities(builder)
     histogram = data_dir / f"complexity-{builder.builder_config.name}.png"
     try:
-        write_image(histogram, complexity_histogram(complexities))
+        if isinstance(histogram, Path):
+            write_image(histogram, complexity_histogram(complexities))
+        else:
+            histogram.write_bytes(encode_image(complexity_histogram(complexities)))
     except UserError as err:
         if _disk_full_error(err):
             raise UserError(f"the disk is full: cannot write {histogram}") from None
@@ -309,6 +354,98 @@ def build_dataset(options: BuildOptions,
     return BuildReport(stats=stats, dataset=f"danbooru/{builder.builder_config.name}",
                        data_dir=data_dir, manual_dir=manual_dir, splits=splits,
                        complexities=complexities, histogram=histogram)
+
+
+def _data_dir(options: BuildOptions):
+    """The data dir: a local folder, or (for a dump on a cluster) a URL such as gs://..."""
+    if "://" not in str(options.data_dir):
+        return Path(options.data_dir).expanduser().absolute()
+    if options.source != "dump":
+        raise UserError("--data-dir: a URL is for --source dump on a cluster runner; other "
+                        "sources write to a local folder")
+    from etils import epath
+
+    return epath.Path(options.data_dir)
+
+
+def _dump_spec(options: BuildOptions):
+    from tfds_danbooru import dump
+
+    if options.dump_dir is None:
+        raise UserError("--source dump needs --dump-dir DIR")
+    return dump.make_spec(
+        options.dump_dir, options.dump_format, tags=tuple(options.tags),
+        ratings=tuple(options.ratings),
+        min_resolution=(options.image_size if options.min_resolution is None
+                        else options.min_resolution),
+        max_images=options.max_images)
+
+
+def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
+                     notice: Callable[[str], None]) -> BuildReport:
+    from tfds_danbooru import dump
+    from tfds_danbooru.scrape import CollectStats
+    from tfds_danbooru.scrape.manifest import MANIFEST_NAME
+
+    spec = _dump_spec(options)
+    dump.require_beam()
+    from tfds_danbooru import dump_beam
+
+    # Beam logs every stage it starts at INFO level.
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    beam_options = dump_beam.pipeline_options(options.runner, options.num_workers,
+                                              options.beam_options)
+    if (manual_dir / MANIFEST_NAME).exists():
+        raise UserError(f"{manual_dir} holds scraped posts, whose ids would clash with the "
+                        "dump's; use another --data-dir")
+    budget = dump.LOCAL_IMAGE_BUDGET
+    if options.runner == "local" and (spec.max_images is None or spec.max_images > budget):
+        if dump.count_posts(spec, budget + 1) > budget:
+            notice(f"warning: the local runner holds its shuffles in memory; budget about "
+                   f"{budget:,} images per machine (--max-images), or use a cluster runner")
+    try:
+        manual_dir.mkdir(parents=True, exist_ok=True)
+        if isinstance(manual_dir, Path):
+            write_bytes_atomic(manual_dir / dump.SPEC_NAME, spec.to_json().encode())
+        else:
+            (manual_dir / dump.SPEC_NAME).write_text(spec.to_json())
+    except OSError as err:
+        raise UserError(f"{manual_dir}: cannot write ({err.strerror})") from None
+    workers = options.num_workers or (os.cpu_count() if options.runner == "local" else None)
+    notice(f"packing {spec.dump_dir} ({spec.format}, {len(dump.metadata_files(spec))} "
+           f"metadata files, {len(dump.containers(spec))} image containers) on the "
+           f"{options.runner} runner" + (f" with {workers} workers" if workers else ""))
+    try:
+        builder = pack(data_dir, manual_dir, options.image_size, options.crop,
+                       options.test_fraction, options.progress_bars, options.encoding,
+                       beam_options)
+    except UserError:
+        raise
+    except Exception as err:  # Beam re-raises a worker's error, whatever it was, as text
+        raise _beam_error(err) from None
+    events = dump.read_reports(builder.report_path(split) for split in ("train", "test"))
+    stats = CollectStats(seen=events["seen"], fetched=events["fetched"], kept=events["kept"],
+                         total=events["kept"])
+    for key, count in events.items():
+        kind, _, reason = key.partition("/")
+        if kind == "skipped":
+            stats.skipped[reason] = count
+        elif kind == "duplicates":
+            stats.duplicates[reason] = count
+    return _finish(builder, stats, data_dir, manual_dir)
+
+
+def _beam_error(err: Exception) -> UserError:
+    """A one-line error for a failed Beam run (the whole error goes to the log)."""
+    log.debug("the Beam pipeline failed", exc_info=err)
+    text = str(err)
+    empty = re.search(r"number of generated examples is 0 for split (\w+)", text)
+    if empty:
+        return UserError(
+            f"no image of the dump is left for the {empty[1]} split: check --tags, --rating "
+            "and --min-resolution (or, for the test split, --test-fraction)")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return UserError(f"the Beam pipeline failed: {lines[-1] if lines else type(err).__name__}")
 
 
 def format_report(report: BuildReport) -> list[str]:

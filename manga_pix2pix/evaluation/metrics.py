@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -60,3 +61,54 @@ def format_metric(name: str, value: float | None) -> str:
     if math.isinf(value):
         return "inf"
     return f"{value:.2f}" if name == "psnr" else f"{value:.4f}"
+
+
+def _ssim_window() -> np.ndarray:
+    """TensorFlow's SSIM window as a 1-D kernel: 11 taps, sigma 1.5, normalised."""
+    coords = np.arange(11, dtype=np.float64) - 5.0
+    taps = np.exp(-0.5 * np.square(coords / 1.5))
+    return taps / taps.sum()
+
+
+def fast_image_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """`image_metrics` of one image pair with NumPy and OpenCV: the same definitions.
+
+    TensorFlow's SSIM runs its 11 x 11 window as a float32 depthwise convolution, which takes
+    seconds per image on a CPU at 512 px; here the same (separable) Gaussian window runs as two
+    1-D OpenCV filters over the same "valid" region, in float64. It equals a direct float64
+    sum over the window to 1e-15 and `tf.image.ssim` to within its float32 error (1e-6 on
+    noise images; up to 2e-4 measured on a flat-grey output against a line drawing); L1 and
+    PSNR agree to float32 rounding.
+
+    Args:
+        prediction: float RGB in [0, 1], `[H, W, 3]`, at least 11 x 11.
+        truth: the same shape and range.
+
+    Returns:
+        `{"l1", "psnr", "ssim"}` as Python floats (PSNR infinite for equal images).
+    """
+    x = np.asarray(prediction, np.float64)
+    y = np.asarray(truth, np.float64)
+    if x.shape != y.shape or x.ndim != 3 or min(x.shape[:2]) < 11:
+        raise ValueError(f"prediction, truth: expected equal [H>=11, W>=11, C] shapes, got "
+                         f"{x.shape} and {y.shape}")
+    mse = float(np.mean(np.square(x - y)))
+    psnr = float("inf") if mse == 0.0 else -10.0 * np.log10(mse)
+    window = _ssim_window()
+
+    def local_mean(image: np.ndarray) -> np.ndarray:
+        out = cv2.sepFilter2D(image, cv2.CV_64F, window, window, borderType=cv2.BORDER_CONSTANT)
+        if out.ndim == 2:
+            out = out[:, :, None]
+        return out[5:-5, 5:-5]  # the "valid" region, as TensorFlow's VALID padding keeps
+
+    c1, c2 = 0.01**2, 0.03**2
+    mean_x, mean_y = local_mean(x), local_mean(y)
+    num0 = mean_x * mean_y * 2.0
+    den0 = np.square(mean_x) + np.square(mean_y)
+    luminance = (num0 + c1) / (den0 + c1)
+    num1 = local_mean(x * y) * 2.0
+    den1 = local_mean(np.square(x) + np.square(y))
+    cs = (num1 - num0 + c2) / (den1 - den0 + c2)
+    ssim = float(np.mean(np.mean(luminance * cs, axis=(0, 1))))
+    return {"l1": float(np.mean(np.abs(x - y))), "psnr": float(psnr), "ssim": ssim}

@@ -53,6 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -62,6 +63,7 @@ from manga_pix2pix.data.sketch import to_gray
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import IMAGE_SUFFIXES, list_images, read_image, write_image
 from manga_pix2pix.inference.loading import LoadedModel, load_model
+from manga_pix2pix.inference.regions import REGION_MODES, colour_regions
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,9 @@ PAPER_PERCENTILE = 0.95
 LINE_INPUTS = ("adaptive", "grey")
 #: The gray level percentile of the work-scale line art taken as its darkest line.
 INK_PERCENTILE = 0.005
+#: How colorize keeps colours inside the line art's regions by default (measured on real
+#: line-art pairs, see docs/results.md).
+DEFAULT_REGIONS = "auto"
 #: Output formats `colorize` writes, by suffix.
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -321,6 +326,9 @@ class Colorizer:
         norm_stats: batch norm's statistics, `moving` or `image` (see `loading.NORM_STATS`).
         line_input: `adaptive` or `grey` (see `LINE_INPUTS`); None: what the model was
             trained for (`LoadedModel.line_input`).
+        regions: keep colours inside the line art's closed regions, and give stroked regions
+            their stroke's colour: `off`, `shift`, `flat` or `auto` (see
+            `manga_pix2pix.inference.regions`).
     """
 
     def __init__(
@@ -329,10 +337,15 @@ class Colorizer:
         work_size: int | None = None,
         norm_stats: str = "moving",
         line_input: str | None = None,
+        regions: str = DEFAULT_REGIONS,
     ):
         if work_size is not None and work_size < 8:
             raise UserError(f"--work-size: must be at least 8 pixels, got {work_size}")
+        if regions not in REGION_MODES:
+            raise UserError(f"--regions: must be one of {', '.join(REGION_MODES)}, "
+                            f"got {regions!r}")
         self.model = model
+        self.regions = regions
         generate = model.generator(norm_stats)
         self.settings = ColorizeSettings(
             image_size=model.image_size,
@@ -359,13 +372,31 @@ class Colorizer:
         """
         sketch = _check_image(sketch, "sketch")
         if cues is None:
-            return self._without_cues(sketch).numpy()
+            return self._in_regions(self._without_cues(sketch).numpy(), sketch, None)
         if not self.model.uses_cues:
             raise UserError(
                 f"{self.model.source}: this model was trained without cues (--no-cues); "
                 "colour without --cues"
             )
-        return self._with_cues(sketch, _check_image(cues, "cues")).numpy()
+        cues = _check_image(cues, "cues")
+        return self._in_regions(self._with_cues(sketch, cues).numpy(), sketch, cues)
+
+    def _in_regions(
+        self, result: np.ndarray, sketch: np.ndarray, cues: np.ndarray | None
+    ) -> np.ndarray:
+        layer = cues is not None and not (cues.shape[2] in (2, 4) and cues[..., -1].min() < 255)
+        mode = ("off" if layer else "flat") if self.regions == "auto" else self.regions
+        if mode == "off":
+            return result
+        height, width = result.shape[:2]
+        gray = cv2.cvtColor(to_rgb_on_white(sketch).numpy(), cv2.COLOR_RGB2GRAY)
+        strokes = stroke_mask = None
+        if cues is not None and not layer:
+            rgba = to_rgba(cues).numpy()
+            if rgba.shape[:2] != (height, width):
+                rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_NEAREST)
+            strokes, stroke_mask = rgba[..., :3], rgba[..., 3] > 0
+        return colour_regions(result, gray, strokes, stroke_mask, mode)
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
@@ -530,6 +561,7 @@ def colorize_paths(
     work_size: int | None = None,
     norm_stats: str = "moving",
     line_input: str | None = None,
+    regions: str = DEFAULT_REGIONS,
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Colours sketch files (or folders of them) and writes the results; see `plan_jobs`.
@@ -547,7 +579,8 @@ def colorize_paths(
         raise UserError(f"{model}: this model was trained without cues (--no-cues); "
                         "drop --cues")
     colorizer = Colorizer(
-        loaded, work_size=work_size, norm_stats=norm_stats, line_input=line_input
+        loaded, work_size=work_size, norm_stats=norm_stats, line_input=line_input,
+        regions=regions,
     )
     # Only now, with inputs, model and settings checked, is anything created.
     for folder in sorted({job.output.parent for job in jobs}):

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from manga_pix2pix.evaluation.metrics import format_metric, image_metrics, mean_metrics
+from manga_pix2pix.evaluation.metrics import (
+    fast_image_metrics,
+    format_metric,
+    image_metrics,
+    mean_metrics,
+)
 
 
 def constant(value, size=16, batch=None):
@@ -86,3 +91,34 @@ def test_mean_metrics_and_formatting():
     assert format_metric("l1", 0.2) == "0.2000"
     assert format_metric("ssim", None) == "n/a"
     assert format_metric("psnr", math.inf) == "inf"
+
+
+@pytest.mark.parametrize("shape", [(11, 11, 3), (40, 57, 3), (64, 48, 1)])
+def test_fast_image_metrics_equal_tensorflows_and_a_direct_sum(shape):
+    rng = np.random.default_rng(sum(shape))
+    a = rng.uniform(size=shape)
+    b = np.clip(a + rng.normal(0, 0.1, shape), 0, 1)
+    fast = fast_image_metrics(a, b)
+    slow = image_metrics(tf.constant(a, tf.float32), tf.constant(b, tf.float32))
+    for name in ("l1", "psnr", "ssim"):
+        assert fast[name] == pytest.approx(float(slow[name]), abs=2e-5), name
+    # SSIM from its definition, with the 11 x 11 window summed directly ("valid" region).
+    taps = np.exp(-0.5 * (np.arange(11) - 5.0) ** 2 / 1.5**2)
+    window = np.outer(taps, taps) / np.outer(taps, taps).sum()
+    h, w = shape[0] - 10, shape[1] - 10
+
+    def local(x):
+        return sum(window[i, j] * x[i : i + h, j : j + w] for i in range(11) for j in range(11))
+
+    mx, my = local(a), local(b)
+    luminance = (2 * mx * my + 1e-4) / (mx**2 + my**2 + 1e-4)
+    cs = (2 * (local(a * b) - mx * my) + 9e-4) / (local(a * a + b * b) - mx**2 - my**2 + 9e-4)
+    assert fast["ssim"] == pytest.approx(float(np.mean(luminance * cs)), abs=1e-12)
+    assert fast_image_metrics(a, a)["psnr"] == float("inf")
+
+
+def test_fast_image_metrics_refuses_mismatched_or_tiny_images():
+    with pytest.raises(ValueError, match="prediction, truth"):
+        fast_image_metrics(np.zeros((20, 20, 3)), np.zeros((20, 21, 3)))
+    with pytest.raises(ValueError, match="prediction, truth"):
+        fast_image_metrics(np.zeros((10, 20, 3)), np.zeros((10, 20, 3)))

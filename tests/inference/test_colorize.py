@@ -25,6 +25,7 @@ from manga_pix2pix.inference.colorize import (
     work_geometry,
 )
 from manga_pix2pix.inference.loading import load_model
+from manga_pix2pix.inference.regions import line_regions
 from manga_pix2pix.models import build_models
 
 SETTINGS = ColorizeSettings(image_size=32, use_cue_mask=True)
@@ -210,13 +211,74 @@ def test_per_image_norm_stats_are_deterministic_and_differ(trained_run):
         Colorizer(model, norm_stats="dropout")
 
 
-def test_cue_strokes_colour_their_region(trained):
+def test_cue_strokes_colour_their_region(trained_run):
+    # The model alone (no region step): a blank page is one region.
+    model = Colorizer(load_model(trained_run), regions="off")
     art = np.full((64, 64, 1), 255, np.uint8)
     strokes = np.zeros((64, 64, 4), np.uint8)
     strokes[:, :32] = (220, 30, 30, 255)
-    out = trained(art, strokes).astype(int)
+    out = model(art, strokes).astype(int)
     left, right = out[:, 4:28].mean(axis=(0, 1)), out[:, 36:60].mean(axis=(0, 1))
     assert left[0] - left[2] > right[0] - right[2] + 20
+
+
+def closed_shapes(size: int = 96) -> np.ndarray:
+    """Line art of three closed shapes (a square, a disc, a triangle) with a gap-free outline."""
+    art = np.full((size, size), 255, np.uint8)
+    cv2.rectangle(art, (8, 8), (40, 40), 0, 2)
+    cv2.circle(art, (68, 24), 16, 0, 2)
+    cv2.polylines(art, [np.array([[10, 88], [44, 88], [27, 56]], np.int32)], True, 0, 2)
+    return art
+
+
+@pytest.mark.parametrize("mode", ["flat", "shift"])
+def test_stroked_regions_take_the_stroke_colour_and_it_stays_inside_the_lines(
+    trained_run, mode
+):
+    colorizer = Colorizer(load_model(trained_run), regions=mode)
+    art = closed_shapes()
+    strokes = np.zeros((96, 96, 4), np.uint8)
+    cv2.line(strokes, (18, 24), (30, 24), (30, 60, 220, 255), 3)  # inside the square
+    out = colorizer(art[:, :, None], strokes).astype(int)
+    plain = Colorizer(load_model(trained_run), regions="off")(art[:, :, None], strokes).astype(int)
+    inside = out[14:36, 14:36].reshape(-1, 3)
+    labels, _ = line_regions(art)
+    disc = labels == labels[24, 68]  # the disc next to the square: no stroke there
+    if mode == "flat":
+        # One colour for the whole square: the stroke's.
+        assert np.abs(inside - (30, 60, 220)).max() <= 1
+    else:
+        # The model's shading kept, its median moved to the stroke's colour.
+        assert np.abs(np.median(inside, axis=0) - (30, 60, 220)).max() <= 4
+    # The disc next to it keeps the model's own colour (its median), not the stroke's.
+    np.testing.assert_allclose(np.median(out[disc], axis=0), np.median(plain[disc], axis=0),
+                               atol=1)
+    # Lines stay exactly as drawn.
+    assert (out[art == 0] == 0).all()
+
+
+def test_auto_regions_are_flat_with_strokes_and_off_with_a_full_layer(trained_run):
+    model = load_model(trained_run)
+    auto, flat, off = (Colorizer(model, regions=m) for m in ("auto", "flat", "off"))
+    art = closed_shapes()[:, :, None]
+    layer = np.full((96, 96, 3), (200, 120, 40), np.uint8)
+    np.testing.assert_array_equal(auto(art, layer), off(art, layer))
+    np.testing.assert_array_equal(auto(art), flat(art))
+    with pytest.raises(UserError, match="regions"):
+        Colorizer(model, regions="watershed")
+
+
+def test_grey_line_input_keeps_grey_lines_grey():
+    from manga_pix2pix.inference.colorize import grey_sketch, model_sketch
+
+    art = np.full((64, 64, 3), 250, np.uint8)
+    cv2.line(art, (0, 20), (63, 20), (40, 40, 40), 2)
+    cv2.line(art, (0, 44), (63, 44), (150, 150, 150), 2)  # a light pencil line
+    grey = grey_sketch(tf.constant(art), 64, 64).numpy()[..., 0]
+    binary = model_sketch(tf.constant(art), 64, 64).numpy()[..., 0]
+    assert grey[5, 5] == 255 and grey[20, 30] < 10  # paper white, ink black
+    assert 60 < grey[44, 30] < 200  # the pencil line stays grey
+    assert set(np.unique(binary)) <= {0, 255}
 
 
 def test_a_cue_free_model_refuses_cues(cue_free_keras):

@@ -138,6 +138,8 @@ class _Verified:
     ext: str
     width: int
     height: int
+    #: The decoded uint8 RGB image, for callers that go on to use it.
+    image: object = dataclasses.field(default=None, repr=False)
 
 
 def verify(data: bytes, post: Post, filters: Filters) -> _Verified:
@@ -161,7 +163,7 @@ def verify(data: bytes, post: Post, filters: Filters) -> _Verified:
     height, width = image.shape[:2]
     if min(height, width) < filters.min_resolution:
         raise _Skip("too_small", width, height)
-    return _Verified(md5=md5, ext=ext, width=width, height=height)
+    return _Verified(md5=md5, ext=ext, width=width, height=height, image=image)
 
 
 def _filter_reason(post: Post, filters: Filters, *, final: bool) -> str | None:

@@ -1,0 +1,133 @@
+"""Closed regions of line art, and colours kept inside them.
+
+An artist's line art closes regions (a sleeve, an eye, the sky between two branches); a colour
+that crosses a closed line is the most visible failure of a learned colouriser, and a stroke
+whose colour only tints its region is the second. This step, after the generator, makes the
+colouring respect the regions at the sketch's full resolution:
+
+1. **Regions.** The line art's gray is levelled as in colorize (its paper is white); pixels
+   darker than `LINE_LEVEL` of the paper are lines. Lines are thickened by `close_gaps`
+   pixels so that small gaps in a hand-drawn outline still close it; the paper's 4-connected
+   components are the regions. Components smaller than `min_area` of the image (hatching,
+   specks) are left as they are.
+2. **Targets.** A region that holds at least `MIN_STROKE_PIXELS` pixels of a cue stroke takes
+   the median colour of the stroke pixels in it (the artist said what colour it is); any other
+   region keeps the generator's colour for it, its median.
+3. **Colour.** `mode="shift"` moves each region's colours by (target - the generator's median
+   for the region), so the shading the generator drew inside it stays; `mode="flat"` paints
+   each region its target colour. Lines and tiny components are not changed.
+
+It runs on NumPy arrays with OpenCV (connected components have no TensorFlow op), so it is
+part of `Colorizer` and the commands built on it, not of the exported SavedModel graph.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: How regions are coloured: `off`, `shift` (keep shading), `flat`, or `auto` (`flat` with
+#: strokes or no cues, `off` with a full cue layer, which already gives every region's
+#: colours and their gradients; measured on real line-art pairs, see docs/results.md).
+REGION_MODES = ("off", "shift", "flat", "auto")
+#: A pixel is a line where its gray is below this share of the paper's level.
+LINE_LEVEL = 0.90
+#: Stroke pixels a region needs before it takes the stroke's colour.
+MIN_STROKE_PIXELS = 4
+
+
+def paper_level(gray: np.ndarray) -> float:
+    """The gray level of the line art's paper: the 95th percentile, at least 128."""
+    return float(max(np.percentile(gray, 95), 128.0))
+
+
+def line_regions(
+    gray: np.ndarray, close_gaps: int | None = None, min_area: float = 2e-4
+) -> tuple[np.ndarray, int]:
+    """Labels the closed regions of line art.
+
+    Args:
+        gray: uint8 `[H, W]` line art (dark lines on light paper).
+        close_gaps: pixels by which lines are thickened before the regions are found
+            (None: 1 px per 512 px of the long side, at least 1).
+        min_area: components smaller than this share of the image get label 0.
+
+    Returns:
+        `(labels, count)`: int32 `[H, W]`, 0 on lines and tiny components, 1..count-1 for
+        regions; `count` is one more than the largest label.
+    """
+    if close_gaps is None:
+        close_gaps = max(1, round(max(gray.shape) / 512))
+    lines = (gray.astype(np.float32) < LINE_LEVEL * paper_level(gray)).astype(np.uint8)
+    if close_gaps > 0:
+        size = 2 * close_gaps + 1
+        lines = cv2.dilate(lines, np.ones((size, size), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        1 - lines, connectivity=4, ltype=cv2.CV_32S
+    )
+    small = stats[:, cv2.CC_STAT_AREA] < min_area * gray.size
+    small[0] = True  # OpenCV's label 0 is the lines themselves
+    keep = np.cumsum(~small).astype(np.int32) * (~small)
+    return keep[labels], int(keep.max()) + 1
+
+
+def _region_medians(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Per-label, per-channel median of `values` `[H, W, C]`: `[count, C]`."""
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_labels = flat[order]
+    starts = np.searchsorted(sorted_labels, np.arange(count), side="left")
+    ends = np.searchsorted(sorted_labels, np.arange(count), side="right")
+    out = np.zeros((count, values.shape[-1]), np.float32)
+    channels = values.reshape(-1, values.shape[-1])[order]
+    for c in range(values.shape[-1]):
+        column = channels[:, c]
+        for label in range(1, count):
+            if ends[label] > starts[label]:
+                out[label, c] = np.median(column[starts[label]:ends[label]])
+    return out
+
+
+def colour_regions(
+    result: np.ndarray,
+    sketch_gray: np.ndarray,
+    strokes: np.ndarray | None = None,
+    stroke_mask: np.ndarray | None = None,
+    mode: str = "shift",
+) -> np.ndarray:
+    """Keeps colours inside the line art's closed regions (see the module docstring).
+
+    Args:
+        result: uint8 RGB `[H, W, 3]`, the colorize output.
+        sketch_gray: uint8 `[H, W]`, the line art.
+        strokes: uint8 RGB `[H, W, 3]` stroke colours (where `stroke_mask`), or None.
+        stroke_mask: bool `[H, W]`, where a stroke was painted, or None.
+        mode: one of `REGION_MODES` but `auto` (which `Colorizer` resolves).
+
+    Returns:
+        uint8 RGB `[H, W, 3]`.
+    """
+    if mode not in REGION_MODES or mode == "auto":
+        raise ValueError(f"mode: must be one of {REGION_MODES}, got {mode!r}")
+    if mode == "off":
+        return result
+    labels, count = line_regions(sketch_gray)
+    if count <= 1:
+        return result
+    colour = result.astype(np.float32)
+    model_median = _region_medians(colour, labels, count)
+    target = model_median.copy()
+    if strokes is not None and stroke_mask is not None and stroke_mask.any():
+        stroke_labels = np.where(stroke_mask, labels, 0)
+        hits = np.bincount(stroke_labels.ravel(), minlength=count)
+        stroked = np.flatnonzero(hits >= MIN_STROKE_PIXELS)
+        stroked = stroked[stroked > 0]
+        if stroked.size:
+            stroke_median = _region_medians(strokes.astype(np.float32), stroke_labels, count)
+            target[stroked] = stroke_median[stroked]
+    inside = labels > 0
+    if mode == "flat":
+        colour[inside] = target[labels[inside]]
+    else:
+        colour[inside] += (target - model_median)[labels[inside]]
+    return np.clip(np.round(colour), 0, 255).astype(np.uint8)

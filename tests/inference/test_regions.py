@@ -1,0 +1,55 @@
+"""Closed regions of line art and colours kept inside them (NumPy + OpenCV)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from manga_pix2pix.inference.regions import colour_regions, line_regions
+
+
+def two_boxes(gap: int = 0) -> np.ndarray:
+    """Two boxes side by side; the right box's outline has a `gap`-pixel opening."""
+    art = np.full((60, 100), 250, np.uint8)
+    cv2.rectangle(art, (5, 5), (45, 55), 20, 1)
+    cv2.rectangle(art, (55, 5), (95, 55), 20, 1)
+    if gap:
+        art[30:30 + gap, 95] = 250
+    return art
+
+
+def test_each_closed_box_is_a_region_of_its_own():
+    labels, count = line_regions(two_boxes(), close_gaps=1)
+    left, right, outside = labels[30, 25], labels[30, 75], labels[2, 2]
+    assert len({left, right, outside}) == 3 and 0 not in (left, right, outside)
+    assert count == labels.max() + 1
+    assert labels[5, 20] == 0  # a line pixel
+
+
+@pytest.mark.parametrize("gap, joined", [(1, False), (6, True)])
+def test_small_gaps_are_closed_and_wide_ones_are_not(gap, joined):
+    labels, _ = line_regions(two_boxes(gap), close_gaps=1)
+    assert bool(labels[30, 75] == labels[30, 98]) is joined
+
+
+def test_flat_regions_take_stroke_or_model_medians_and_lines_stay():
+    art = two_boxes()
+    rng = np.random.default_rng(0)
+    result = rng.integers(100, 200, (60, 100, 3)).astype(np.uint8)
+    result[art < 128] = 0  # lines are black in a colorize result
+    strokes = np.zeros((60, 100, 3), np.uint8)
+    mask = np.zeros((60, 100), bool)
+    mask[28:32, 15:30] = True
+    strokes[mask] = (10, 200, 30)
+    out = colour_regions(result, art, strokes, mask, "flat")
+    labels, _ = line_regions(art)
+    left = labels == labels[30, 25]
+    right = labels == labels[30, 75]
+    assert (out[left] == (10, 200, 30)).all()
+    assert (out[right] == np.median(result[right], axis=0).round()).all()
+    assert (out[art < 128] == 0).all()
+    shifted = colour_regions(result, art, strokes, mask, "shift")
+    np.testing.assert_allclose(np.median(shifted[left], axis=0), (10, 200, 30), atol=1)
+    assert shifted[left].std(axis=0).min() > 10  # the shading is kept
+    np.testing.assert_array_equal(colour_regions(result, art, strokes, mask, "off"), result)
+    with pytest.raises(ValueError, match="mode"):
+        colour_regions(result, art, strokes, mask, "auto")
