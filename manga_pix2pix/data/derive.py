@@ -42,11 +42,17 @@ from manga_pix2pix.data.sketch import (
     BLOCK_SIZE,
     PAPER_SKETCHES,
     THRESHOLD_C,
+    XDOG_EPSILON,
+    XDOG_GAMMA,
+    XDOG_K,
+    XDOG_PHI,
     XDOG_SIGMAS,
     SketchConfig,
+    gaussian_kernel_1d,
     line_share,
     pencil,
     sketch,
+    to_gray,
     xdog,
 )
 
@@ -312,10 +318,40 @@ def augment_lines_batch(sketch01: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
     x = tf.pow(tf.maximum(x, 0.0), 0.7 + 0.7 * g)
     shape = tf.shape(sketch01)
     pixels = shape[1] * shape[2]
-    noise = per_example_uniform(seeds, 2 * pixels, LINE_NOISE_STREAM)
-    noise = _normal(noise[:, :pixels], noise[:, pixels:])
+    # One hash per pixel, made normal by the inverse CDF.
+    noise = per_example_uniform(seeds, pixels, LINE_NOISE_STREAM) + 0.5 / (1 << 24)
+    noise = tf.math.ndtri(noise)
     x = x + 0.03 * sd * tf.reshape(noise, shape)
     return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def _gaussian_pass(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """A 1-D kernel down the rows of `[B, H, W]`, reflect-101 borders, columns as channels."""
+    pad = (int(kernel.shape[0]) - 1) // 2
+    x = tf.pad(x, [[0, 0], [pad, pad], [0, 0]], mode="REFLECT")[:, :, None, :]
+    taps = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, x.shape[3], 1])
+    return tf.nn.depthwise_conv2d(x, taps, [1, 1, 1, 1], "VALID")[:, :, 0, :]
+
+
+def small_blur_batch(gray: tf.Tensor, sigma: float) -> tf.Tensor:
+    """`sketch.small_blur` of a gray batch `[B, H, W]` (static size), as depthwise passes."""
+    kernel = gaussian_kernel_1d(sigma)
+    x = _gaussian_pass(gray, kernel)
+    return tf.transpose(_gaussian_pass(tf.transpose(x, [0, 2, 1]), kernel), [0, 2, 1])
+
+
+def _xdog_batch(gray: tf.Tensor, sigma: float) -> tf.Tensor:
+    """`sketch.xdog` of a gray batch `[B, H, W]` in [0, 1]: float 0/1 `[B, H, W, 1]`."""
+    u = small_blur_batch(gray, sigma) - XDOG_GAMMA * small_blur_batch(gray, XDOG_K * sigma)
+    soft = tf.where(u >= XDOG_EPSILON, 1.0, 1.0 + tf.tanh(XDOG_PHI * (u - XDOG_EPSILON)))
+    return tf.cast(soft >= 0.5, tf.float32)[..., None]
+
+
+def _pencil_batch(gray: tf.Tensor, floor: float = 0.6) -> tf.Tensor:
+    """`sketch.pencil` (default sigma) of a gray batch `[B, H, W]`: `[B, H, W, 1]` in [0, 1]."""
+    sigma = max(1.5 * min(gray.shape[1], gray.shape[2]) / 128.0, 0.8)
+    dodge = tf.clip_by_value(gray / tf.maximum(small_blur_batch(gray, sigma), 1e-3), 0.0, 1.0)
+    return tf.clip_by_value((dodge - floor) / (1.0 - floor), 0.0, 1.0)[..., None]
 
 
 def styled_sketches(images_uint8: tf.Tensor, seeds: tf.Tensor, config: SketchConfig) -> tf.Tensor:
@@ -328,14 +364,18 @@ def styled_sketches(images_uint8: tf.Tensor, seeds: tf.Tensor, config: SketchCon
     base = tf.cast(sketch_batch(images_uint8), tf.float32) / 255.0
     if config == PAPER_SKETCHES:
         return base
+    static = images_uint8.shape[1] is not None and images_uint8.shape[2] is not None
+    gray = tf.cast(to_gray(images_uint8), tf.float32)[..., 0] / 255.0
     u = per_example_uniform(seeds, 2, SKETCH_STREAM)
     style = u[:, 0][:, None, None, None]
     out = base
     if config.p_pencil > 0:
-        out = tf.where(style >= config.p_adaptive + config.p_xdog, pencil(images_uint8), out)
+        drawn = _pencil_batch(gray) if static else pencil(images_uint8)
+        out = tf.where(style >= config.p_adaptive + config.p_xdog, drawn, out)
     if config.p_xdog > 0:
         sigma_index = tf.cast(tf.floor(u[:, 1] * len(XDOG_SIGMAS)), tf.int32)
-        xdogs = tf.stack([xdog(images_uint8, s) for s in XDOG_SIGMAS], axis=1)
+        xdogs = tf.stack([_xdog_batch(gray, s) if static else xdog(images_uint8, s)
+                          for s in XDOG_SIGMAS], axis=1)
         chosen = tf.gather(xdogs, sigma_index, axis=1, batch_dims=1)
         is_xdog = (style >= config.p_adaptive) & (style < config.p_adaptive + config.p_xdog)
         out = tf.where(is_xdog, chosen, out)
