@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-run
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test demo lint bench bench-gpu clean
 
 $(BIN)/manga-pix2pix: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: venv
 	$(BIN)/python benchmarks/colorize.py
 	$(BIN)/python benchmarks/evaluate_pairs.py
 	$(BIN)/python benchmarks/serve.py
+
+# One GPU, under 8 minutes: train step by precision and XLA, fed end to end, colorize.
+bench-gpu: venv
+	cd benchmarks && $(abspath $(BIN))/python gpu.py --output $(CURDIR)/bench-gpu.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

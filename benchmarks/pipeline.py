@@ -6,6 +6,13 @@ batching) on images already decoded in memory, against OpenCV/numpy doing the sa
 same run. The target is at least 4x the rate a pix2pix train step consumes images on the same
 cores (about 2 img/s at 256 px on 2 CPU cores), i.e. 8 img/s.
 
+`--per-core`: the host's two parts on one core each, at 256 px, against references in the same
+run: `decode_images_per_s_per_core` (read TFRecords of PNG examples, decode, jitter, flip,
+batch; reference: reading and decoding alone) and `derive_images_per_s_per_core` (the batched
+`derive_batch` on in-memory uint8 batches; reference: the per-example derivation it replaced,
+`random_cue_mask` + `gaussian_blur` + `sketch` one image at a time). With `--styles` the derivation
+also draws the sketch-style mix with line jitter and the artist cues.
+
 `--parity`: over a folder of images, the sketch's pixel agreement and the complexity
 difference against `cv2.adaptiveThreshold`, and the cue blur's max error against
 `cv2.GaussianBlur`.
@@ -15,6 +22,7 @@ Examples:
     python benchmarks/pipeline.py                      # synthetic images
     python benchmarks/pipeline.py --images DIR --seconds 30
     python benchmarks/pipeline.py --parity --images DIR
+    python benchmarks/pipeline.py --per-core --seconds 10
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,17 +41,27 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from machine_info import machine  # noqa: E402
 
-from manga_pix2pix.data.cues import CueMaskConfig, cue_sigma, gaussian_blur  # noqa: E402
+from manga_pix2pix.data.cues import (  # noqa: E402
+    CueMaskConfig,
+    apply_mask,
+    cue_sigma,
+    gaussian_blur,
+    random_cue_mask,
+)
+from manga_pix2pix.data.derive import derive_batch  # noqa: E402
 from manga_pix2pix.data.pipeline import (  # noqa: E402
     JITTER_SCALE,
+    augment_image,
     examples_from_images,
     resize_and_crop,
 )
-from manga_pix2pix.data.sketch import image_complexity, sketch  # noqa: E402
+from manga_pix2pix.data.sketch import SketchConfig, image_complexity, sketch  # noqa: E402
 from manga_pix2pix.data.synthetic import synthetic_image  # noqa: E402
 from manga_pix2pix.imageio import list_images, read_image  # noqa: E402
 
 TARGET_IMAGES_PER_S = 8.0
+TARGET_DECODE_PER_CORE = 450.0
+TARGET_DERIVE_PER_CORE = 300.0
 
 
 def load(images_dir: str | None, count: int, size: int) -> np.ndarray:
@@ -158,6 +177,101 @@ def throughput(args) -> dict:
     }
 
 
+def _one_core(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """The dataset on a private pool of one thread, each op single-threaded too."""
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
+def write_png_records(images: np.ndarray, path: str) -> None:
+    """One TFRecord file of `tf.train.Example`s, each one PNG-encoded image."""
+    with tf.io.TFRecordWriter(path) as writer:
+        for image in images:
+            png = tf.io.encode_png(image).numpy()
+            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                         .SerializeToString())
+
+
+def _decoded(path: str, size: int, augment: bool) -> tf.data.Dataset:
+    def parse(index, record):
+        example = tf.io.parse_single_example(
+            record, {"image": tf.io.FixedLenFeature([], tf.string)})
+        image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), [size, size, 3])
+        if not augment:
+            return {"image": image}
+        seed = tf.stack([tf.constant(0, tf.int64), index])
+        return {"image": augment_image(image, seed=seed, training=True, image_size=size),
+                "seed": seed}
+
+    return tf.data.TFRecordDataset(path).repeat().enumerate().map(parse)
+
+
+def _reference_derive(images: tf.Tensor, seeds: tf.Tensor, config: CueMaskConfig):
+    """The per-example derivation `derive_batch` replaced: one image at a time."""
+    image = tf.cast(images[0], tf.float32) / 255.0
+    mask = random_cue_mask(tf.shape(image)[0], tf.shape(image)[1], seeds[0], config)
+    cues = apply_mask(gaussian_blur(image) * 2.0 - 1.0, mask)
+    line = tf.cast(sketch(image), tf.float32) / 127.5 - 1.0
+    return {"image": image * 2.0 - 1.0, "sketch": line, "cues": cues, "cue_mask": mask}
+
+
+def per_core(args) -> dict:
+    """The host's decode and derive rates on one core each, with same-run references."""
+    images = load(args.images, args.count, args.size)
+    batch = args.derive_batch_size
+    config = CueMaskConfig()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "images.tfrecord")
+        write_png_records(images, path)
+        out["decode_images_per_s_per_core"] = _rate(
+            iter(_one_core(_decoded(path, args.size, True).batch(args.batch_size))),
+            args.batch_size, args.seconds)
+        out["decode_only_images_per_s_per_core"] = _rate(
+            iter(_one_core(_decoded(path, args.size, False).batch(args.batch_size))),
+            args.batch_size, args.seconds)
+    sample = images[np.arange(batch) % len(images)]
+    seeds = tf.stack([tf.zeros([batch], tf.int64), tf.range(batch, dtype=tf.int64)], axis=1)
+    options = {"cue_masks": config}
+    if args.styles:
+        options.update(sketches=SketchConfig(p_adaptive=0.2, p_xdog=0.3, p_pencil=0.5,
+                                             augment=True), cue_style="artist")
+    batches = tf.data.Dataset.from_tensors((sample, seeds)).repeat()
+    derived = batches.map(lambda x, s: derive_batch(x, s, **options))
+    out["derive_images_per_s_per_core"] = _rate(iter(_one_core(derived)), batch, args.seconds)
+    singles = tf.data.Dataset.from_tensor_slices((sample[:, None], seeds[:, None])).repeat()
+    reference = singles.map(lambda x, s: _reference_derive(x, s, config))
+    out["derive_reference_per_example_images_per_s_per_core"] = _rate(
+        iter(_one_core(reference)), 1, args.seconds)
+    return {
+        "benchmark": "pipeline_per_core",
+        "source": args.images or "synthetic",
+        "images": int(len(images)),
+        "image_size": args.size,
+        "batch_size": args.batch_size,
+        "derive_batch_size": batch,
+        "styles_and_artist_cues": bool(args.styles),
+        "seconds_per_measurement": args.seconds,
+        **{k: round(v, 1) for k, v in out.items()},
+        "ratio_decode_over_decode_only": round(
+            out["decode_images_per_s_per_core"] / out["decode_only_images_per_s_per_core"], 3),
+        "ratio_derive_over_per_example_reference": round(
+            out["derive_images_per_s_per_core"]
+            / out["derive_reference_per_example_images_per_s_per_core"], 3),
+        "targets": {"decode_images_per_s_per_core": TARGET_DECODE_PER_CORE,
+                    "derive_images_per_s_per_core": TARGET_DERIVE_PER_CORE},
+        "meets_targets": {
+            "decode": out["decode_images_per_s_per_core"] >= TARGET_DECODE_PER_CORE,
+            "derive": out["derive_images_per_s_per_core"] >= TARGET_DERIVE_PER_CORE,
+        },
+        "machine": machine(opencv=cv2.__version__, numpy=np.__version__),
+    }
+
+
 def parity(args) -> dict:
     if args.images is None:
         sys.exit("--parity needs --images DIR")
@@ -210,10 +324,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=15.0, help="per measurement")
     parser.add_argument("--parity", action="store_true", help="measure parity, not speed")
+    parser.add_argument("--per-core", action="store_true",
+                        help="decode and derive rates on one core each")
+    parser.add_argument("--derive-batch-size", type=int, default=32,
+                        help="batch of the derivation in --per-core (32)")
+    parser.add_argument("--styles", action="store_true",
+                        help="--per-core: derive with the sketch-style mix and artist cues")
     args = parser.parse_args()
     if args.images is None and not args.parity:
         args.count = min(args.count, 64)
-    result = parity(args) if args.parity else throughput(args)
+    if args.per_core:
+        result = per_core(args)
+    else:
+        result = parity(args) if args.parity else throughput(args)
     print(json.dumps(result, indent=2))
 
 

@@ -10,20 +10,39 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import click
 
-import click  # noqa: E402
-
-from manga_pix2pix import __version__  # noqa: E402
-from manga_pix2pix.errors import UserError  # noqa: E402
+from manga_pix2pix import __version__
+from manga_pix2pix.errors import UserError
 
 
+def _quiet_tensorflow_logs() -> None:
+    """Lets only TensorFlow's C++ errors through to the commands' output.
+
+    Its notes and warnings (e.g. `tf_record_dataset_op.cc` on every TFRecord read) are not
+    for the user. Set MANGA_PIX2PIX_VERBOSE=1 to see them, at the level TF_CPP_MIN_LOG_LEVEL
+    asks for.
+    """
+    if os.environ.get("MANGA_PIX2PIX_VERBOSE"):
+        return
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0
+    # Read by TensorFlow's C++ runtime at its first log line, so set before any TF work.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(max(level, 2))
+
+
+_quiet_tensorflow_logs()
+
+
+@functools.cache
 def _start_tensorflow_quietly() -> None:
     """Imports TensorFlow and finds its devices with stderr silenced.
 
     TensorFlow's C++ runtime writes start-up notes (oneDNN, CUDA probing) to stderr before its
     log level applies; they would bury the one line a user needs. Set MANGA_PIX2PIX_VERBOSE=1
-    to see them.
+    to see them. Called when a command runs, not before: `--help` never imports TensorFlow.
     """
     if os.environ.get("MANGA_PIX2PIX_VERBOSE"):
         return
@@ -46,10 +65,15 @@ def _start_tensorflow_quietly() -> None:
 
 
 def user_errors(func):
-    """Turns the library's `UserError` (and a full disk) into a clean `click.ClickException`."""
+    """Starts TensorFlow for a command, and turns `UserError` into a `click.ClickException`.
+
+    A full disk becomes a one-line error too. TensorFlow starts only when a command runs, so
+    `--help` answers at once.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _start_tensorflow_quietly()
         try:
             return func(*args, **kwargs)
         except UserError as err:
@@ -80,7 +104,6 @@ def main():
     # TFDS and TensorFlow log through absl; their warnings (e.g. probing an unbuilt dataset
     # folder) would precede and blur the one-line error the user needs.
     logging.getLogger("absl").setLevel(logging.ERROR)
-    _start_tensorflow_quietly()
 
 
 @main.command()
@@ -571,9 +594,17 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               default=None, help="auto: TPU if --tpu, all GPUs if several, else one device; "
                                  "multi-worker reads TF_CONFIG [default: auto].")
 @click.option("--tpu", default=None, help="TPU name or grpc:// address.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
-              default=None, help="Compute precision [default: float32].")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16",
+                                                "mixed_bfloat16"]),
+              default=None, help="Compute precision. auto: mixed_bfloat16 on hardware with "
+                                 "bfloat16 units (AMX or AVX512-BF16 CPUs, GPUs of compute "
+                                 "capability 8.0+, TPUs), else float32; a resumed run keeps "
+                                 "its own [default: auto].")
 @click.option("--xla", is_flag=True, default=None, help="Compile the step with XLA.")
+@click.option("--derive-on", type=click.Choice(["auto", "host", "device"]), default=None,
+              help="Where sketches, cues and cue masks are derived: host (input pipeline) or "
+                   "device (in the train step, per replica); auto is device, the faster one "
+                   "measured; the same examples either way [default: auto].")
 @click.option("--seed", type=int, default=None,
               help="Seeds weights, data order, augmentation, cue masks and dropout [default: 0].")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,

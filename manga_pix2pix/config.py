@@ -17,8 +17,9 @@ NORMALIZATIONS = ("batch", "instance")
 UPSAMPLINGS = ("transpose", "resize")
 SKETCH_STYLES = ("adaptive", "xdog", "pencil", "mix")
 CUE_STYLES = ("paper", "artist")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+DERIVE_ON = ("auto", "host", "device")
 
 
 @dataclass
@@ -133,8 +134,15 @@ class TrainConfig:
         l1_weight: weight of the L1 term in the generator loss (paper: 100).
         lr_decay: `constant`, or `linear` decay to 0 over the second half of training.
         seed: seeds data order, augmentation, cue masks and initial weights.
-        precision: `float32`, `mixed_float16` (with loss scaling) or `mixed_bfloat16`.
+        precision: `auto` (bfloat16 where the hardware has it, see
+            `training.strategy.resolve_precision`), `float32`, `mixed_float16` (with loss
+            scaling) or `mixed_bfloat16`. A run's `config.json` records the concrete choice.
         xla: compile the train step with XLA.
+        derive_on: where the sketch, cues and cue masks are derived from the augmented uint8
+            images: `host` (in the input pipeline), `device` (at the start of the train step,
+            per replica, on the accelerator or the CPU) or `auto` (device: the faster one with
+            an accelerator and, measured, on a CPU too).
+            The same examples either way; a run's `config.json` records the concrete choice.
         strategy: `auto`, `default`, `mirrored`, `multi-worker` or `tpu`.
         tpu: TPU name or address for the `tpu` strategy (implies it under `auto`).
         checkpoint_every: save a checkpoint every this many steps (and at the end).
@@ -150,8 +158,9 @@ class TrainConfig:
     l1_weight: float = 100.0
     lr_decay: str = "constant"
     seed: int = 0
-    precision: str = "float32"
+    precision: str = "auto"
     xla: bool = False
+    derive_on: str = "auto"
     strategy: str = "auto"
     tpu: str | None = None
     checkpoint_every: int = 500
@@ -163,6 +172,8 @@ class TrainConfig:
             raise ValueError(f"batch_size: must be positive, got {self.batch_size}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.derive_on not in DERIVE_ON:
+            raise ValueError(f"derive_on: must be one of {DERIVE_ON}, got {self.derive_on!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.lr_decay not in ("constant", "linear"):

@@ -97,7 +97,12 @@ def gaussian_blur(
         blurred = _exact_blur(small, sigma / tf.cast(factor, tf.float32))
         return tf.image.resize(blurred, [height, width], method="bilinear")
 
-    out = tf.cond(factor > 1, reduced, lambda: _exact_blur(image, sigma))
+    static_short = min(image.shape[1:3]) if None not in image.shape[1:3] else None
+    if static_short is not None:
+        # Chosen here, not in the graph: XLA (TPUs, `--derive-on device`) has no area resize.
+        out = reduced() if static_short > max_exact_size else _exact_blur(image, sigma)
+    else:
+        out = tf.cond(factor > 1, reduced, lambda: _exact_blur(image, sigma))
     out = tf.ensure_shape(out, image.shape)
     return out if batched else out[0]
 

@@ -9,9 +9,11 @@ Sources (`load_images`):
       be decoded are skipped with a warning.
     * a TFDS dataset name such as `"danbooru"` or `"danbooru/256"`, read from `data_dir`.
 
-Each example then goes through `prepare_example`: training augmentation (pix2pix jitter:
-resize up by 286/256, random crop back, random horizontal flip), the sketch of the augmented
-image (so sketch and image align), the cue layer (the augmented image blurred) and a cue mask.
+Each example then goes through `augment_image` (training: the pix2pix jitter, resize up by
+286/256, random crop back, random horizontal flip; the result stays uint8), and each batch
+through `manga_pix2pix.data.derive.derive_batch`: the sketch of the augmented image (so sketch
+and image align), the cue layer (the augmented image blurred) and a cue mask, for the whole
+batch at once. `prepare_example` is both for one example.
 
 Value ranges (every output of `make_dataset` and `prepare_example`):
     image: float32 `[S, S, 3]` in [-1, 1] (the target colour image).
@@ -22,15 +24,16 @@ Value ranges (every output of `make_dataset` and `prepare_example`):
     cue_mask: float32 `[S, S, 1]`, 0 or 1.
 `make_dataset` adds a leading batch dimension `B`.
 
-Determinism: every random choice (crop offset, flip, cue-mask kind and shape) is a stateless
-random op keyed by `(seed, index)`, where `index` counts the examples as they leave the
-shuffle (and the repeat), so a given seed and source give the same batches on every run and on
-every machine with the same TensorFlow version. Parallel maps keep their input order
-(`deterministic=True`). The shuffles (of a folder's files or a TFDS dataset's shards, and of
-the images) are seeded; with `repeat=True` each pass over the data is shuffled differently,
-but the sequence of passes is the same for a seed. What is not
-deterministic: a TFDS dataset rebuilt with different contents, a folder whose files change,
-and (in the last bits of float32 arithmetic) different CPU instruction sets.
+Determinism: every random choice (crop offset, flip, cue-mask kind and shape) is keyed by
+`(seed, index)` alone (stateless random ops for the jitter, a counter-based hash of the seed for
+the cue masks: the same wherever the batch is derived), where `index` counts the examples as
+they leave the shuffle (and the repeat), so a given seed and source give the same batches on
+every run and on every machine with the same TensorFlow version. Parallel maps keep their input
+order (`deterministic=True`). The shuffles (of a folder's files or a TFDS dataset's shards, and
+of the images) are seeded; with `repeat=True` each pass over the data is shuffled differently,
+but the sequence of passes is the same for a seed. What is not deterministic: a TFDS dataset
+rebuilt with different contents, a folder whose files change, and (in the last bits of float32
+arithmetic) different CPU instruction sets.
 """
 
 from __future__ import annotations
@@ -42,14 +45,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from manga_pix2pix.data.cues import (
-    CueMaskConfig,
-    apply_mask,
-    artist_cues,
-    gaussian_blur,
-    random_cue_mask,
-)
-from manga_pix2pix.data.sketch import PAPER_SKETCHES, SketchConfig, image_complexity, styled_sketch
+from manga_pix2pix.data.cues import CueMaskConfig
+from manga_pix2pix.data.derive import derive_batch
+from manga_pix2pix.data.sketch import PAPER_SKETCHES, SketchConfig, image_complexity
 from manga_pix2pix.data.synthetic import synthetic_image, tags_of
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import list_images, read_image
@@ -294,6 +292,34 @@ def _jitter(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(image, flip_seed)
 
 
+def augment_image(
+    image_uint8: tf.Tensor, *, seed: int | tf.Tensor, training: bool, image_size: int | None
+) -> tf.Tensor:
+    """The host's part of an example: resize and crop to `image_size`, and (training) jitter.
+
+    Args:
+        image_uint8: uint8 RGB `[H, W, 3]`.
+        seed: an int, or a stateless seed `[2]`; keys the jitter (crop offset and flip).
+        training: apply the pix2pix jitter (random resized crop and flip).
+        image_size: the output side `S`; None keeps the image's size (not with `training`).
+
+    Returns:
+        uint8 `[S, S, 3]`, ready for `manga_pix2pix.data.derive.derive_batch`.
+    """
+    image_uint8 = tf.convert_to_tensor(image_uint8)
+    if image_uint8.dtype != tf.uint8:
+        raise ValueError(f"image_uint8: expected uint8, got {image_uint8.dtype.name}")
+    if image_size is None and training:
+        raise ValueError("image_size: required when training")
+    if image_size is not None:
+        image_uint8 = resize_and_crop(image_uint8, image_size)
+    if not training:
+        return image_uint8
+    aug_seed = tf.random.experimental.stateless_split(_stateless_seed(seed), 2)[0]
+    image = _jitter(tf.cast(image_uint8, tf.float32), image_size, aug_seed)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+
 def prepare_example(
     image_uint8: tf.Tensor,
     *,
@@ -306,6 +332,9 @@ def prepare_example(
     cue_style: str = "paper",
 ) -> dict[str, tf.Tensor]:
     """Derives one training or evaluation example from one colour image.
+
+    `augment_image`, then `derive_batch` on a batch of one: the same arithmetic as a batch
+    derived on the host or on the accelerator.
 
     Args:
         image_uint8: uint8 RGB `[H, W, 3]`.
@@ -324,39 +353,24 @@ def prepare_example(
     Returns:
         `{"image", "sketch", "cues", "cue_mask"}`, float32 (see the module docstring).
     """
-    image_uint8 = tf.convert_to_tensor(image_uint8)
-    if image_uint8.dtype != tf.uint8:
-        raise ValueError(f"image_uint8: expected uint8, got {image_uint8.dtype.name}")
-    if image_size is None and training:
-        raise ValueError("image_size: required when training")
     seed = _stateless_seed(seed)
-    aug_seed, mask_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    if image_size is not None:
-        image_uint8 = resize_and_crop(image_uint8, image_size)
-    image = tf.cast(image_uint8, tf.float32) / 255.0
-    if training:
-        image = _jitter(image, image_size, aug_seed)
-        # Back to uint8 levels so the target is exactly what the sketch and a saved file see.
-        image = tf.round(image * 255.0) / 255.0
-    shape = tf.shape(image)
-    height, width = shape[0], shape[1]
-    if cue_style == "artist":
-        cues, mask = artist_cues(image, mask_seed, cue_masks, cue_sigma)
-    elif cue_style == "paper":
-        mask = random_cue_mask(height, width, mask_seed, cue_masks)
-        cues = apply_mask(gaussian_blur(image, cue_sigma) * 2.0 - 1.0, mask)
-    else:
-        raise ValueError(f"cue_style: must be 'paper' or 'artist', got {cue_style!r}")
-    # A seed of its own, so the paper's recipe draws exactly what it drew before styles.
-    sketch_seed = tf.random.experimental.stateless_fold_in(seed, 7)
-    line = styled_sketch(image, sketch_seed, sketches) * 2.0 - 1.0
-    static = [image_size, image_size] if image_size is not None else image_uint8.shape[:2]
-    return {
-        "image": tf.ensure_shape(image * 2.0 - 1.0, [*static, 3]),
-        "sketch": tf.ensure_shape(line, [*static, 1]),
-        "cues": tf.ensure_shape(cues, [*static, 3]),
-        "cue_mask": tf.ensure_shape(mask, [*static, 1]),
-    }
+    image = augment_image(image_uint8, seed=seed, training=training, image_size=image_size)
+    batch = derive_batch(image[None], seed[None], cue_masks, cue_sigma, sketches=sketches,
+                         cue_style=cue_style)
+    return {name: value[0] for name, value in batch.items()}
+
+
+def derive_on_host(batches: tf.data.Dataset, **options) -> tf.data.Dataset:
+    """Maps `derive_batch` over batches of `{"image": uint8, "seed"}` (from `augment_image`).
+
+    Args:
+        batches: the augmented batches.
+        **options: `derive_batch`'s `cue_masks`, `cue_sigma`, `sketches` and `cue_style`.
+    """
+    return batches.map(
+        lambda batch: derive_batch(batch["image"], batch["seed"], **options),
+        num_parallel_calls=AUTOTUNE, deterministic=True,
+    )
 
 
 def examples_from_images(
@@ -371,20 +385,24 @@ def examples_from_images(
     repeat: bool = False,
     shuffle_buffer: int = 256,
     drop_remainder: bool = True,
+    derive: bool = True,
 ) -> tf.data.Dataset:
     """The second half of `make_dataset`: uint8 images -> batched training examples.
 
-    Stages: (training) seeded shuffle -> (repeat) -> `prepare_example` keyed by
-    `(seed, index)` -> batch -> prefetch.
+    Stages: (training) seeded shuffle -> (repeat) -> `augment_image` keyed by `(seed, index)`
+    -> batch -> (`derive`) `derive_batch` on each batch -> prefetch.
 
     Args:
         images: a dataset of uint8 `[H, W, 3]` images (resized and centre-cropped to
             `image_size` if they are not that size already).
         image_size, batch_size, training, seed, cue_masks, cue_sigma, repeat, shuffle_buffer,
             drop_remainder: see `make_dataset`.
+        derive: derive the examples here; False yields the augmented batches, `{"image":
+            uint8 [B, S, S, 3], "seed": int64 [B, 2]}`, for `derive_batch` to derive elsewhere
+            (e.g. on an accelerator) with the same result.
 
     Returns:
-        A dataset of dicts of float32 tensors `[B, S, S, C]`.
+        A dataset of dicts of float32 tensors `[B, S, S, C]` (or of augmented batches).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
@@ -394,18 +412,16 @@ def examples_from_images(
     if repeat:
         ds = ds.repeat()
 
-    def prepare(index, image):
-        return prepare_example(
-            image,
-            seed=tf.stack([tf.constant(seed, tf.int64), index]),
-            training=training,
-            cue_masks=cue_masks,
-            cue_sigma=cue_sigma,
-            image_size=image_size,
-        )
+    def augment(index, image):
+        example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+        image = augment_image(image, seed=example_seed, training=training,
+                              image_size=image_size)
+        return {"image": image, "seed": example_seed}
 
-    ds = ds.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.enumerate().map(augment, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if derive:
+        ds = derive_on_host(ds, cue_masks=cue_masks, cue_sigma=cue_sigma)
     return ds.prefetch(AUTOTUNE)
 
 

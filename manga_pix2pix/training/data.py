@@ -1,8 +1,9 @@
 """The training stream: a resumable, deterministic sequence of batches, and the held-out set.
 
-Built from the pipeline's public stages (`load_images` for the source, `prepare_example` for the
-per-example derivation) so that a run can restart exactly where it stopped without replaying
-the input:
+Built from the pipeline's public stages (`load_images` for the source, `augment_image` for each
+example's jitter, `derive_batch` for the batch's sketches, cues and masks, on the host or in
+the train step) so that a run can restart exactly where it stopped without replaying the
+input:
 
 * Hold-out: image `i` of the source (in source order: sorted file names for a folder, seed
   order for synthetic images, dataset order for TFDS) is held out when
@@ -13,7 +14,8 @@ the input:
 * Epoch `e` visits the images in an order shuffled by the seed `(seed, e)`; the epochs follow
   each other without a break, so batches may straddle two epochs.
 * Example `n` of the stream (counted from the start of training) is augmented, and its cue mask
-  drawn, by the stateless seed `(seed, n)`.
+  drawn, by the stateless seed `(seed, n)`: the same whether the batch is derived on the host
+  or in the train step on the device (`TrainConfig.derive_on`).
 
 So the stream from step `k` on is fully determined by the config and `k`: resuming at step `k`
 starts at epoch `k * B // N` and skips the examples already used in it, without preparing them.
@@ -23,13 +25,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from manga_pix2pix.config import Config, DataConfig
 from manga_pix2pix.data.cues import NO_CUES, CueMaskConfig
-from manga_pix2pix.data.pipeline import load_images, prepare_example
+from manga_pix2pix.data.pipeline import (
+    augment_image,
+    derive_on_host,
+    load_images,
+    prepare_example,
+)
 from manga_pix2pix.data.sketch import SketchConfig
 from manga_pix2pix.errors import UserError
 
@@ -59,6 +67,16 @@ def sketch_styles(data: DataConfig) -> SketchConfig:
             p_pencil=data.p_sketch_pencil, augment=data.line_augment,
         )
     return SketchConfig.pinned(data.sketch_style, augment=data.line_augment)
+
+
+def derive_options(data: DataConfig) -> dict[str, Any]:
+    """`derive_batch`'s settings for a run's data: cue masks and blur, sketch and cue styles."""
+    return {
+        "cue_masks": cue_masks(data),
+        "cue_sigma": data.cue_sigma,
+        "sketches": sketch_styles(data),
+        "cue_style": data.cue_style,
+    }
 
 
 #: How colorize shows line art to a model trained on styled sketches (any style but the
@@ -204,15 +222,16 @@ def _preview_batch(config: Config, train_images: tf.data.Dataset) -> dict[str, n
 
 
 def training_stream(
-    config: Config, data: TrainingData, global_batch_size: int, start_step: int = 0
+    config: Config, data: TrainingData, global_batch_size: int, start_step: int = 0,
+    derive: bool = True,
 ) -> tf.data.Dataset:
     """The infinite stream of training batches from `start_step` on (see the module docstring).
 
-    Batches are dicts of float32 `[B, S, S, C]`: `image`, `sketch`, `cues`, `cue_mask`.
+    Batches are dicts of float32 `[B, S, S, C]`: `image`, `sketch`, `cues`, `cue_mask`; or,
+    without `derive`, the augmented batches `{"image": uint8 [B, S, S, 3], "seed": int64
+    [B, 2]}` for the train step to derive on the device (`derive_batch`, same result).
     """
     seed = config.train.seed
-    masks = cue_masks(config.data)
-    styles = sketch_styles(config.data)
     n = data.num_images
     start = start_step * global_batch_size
     first_epoch, skip = divmod(start, n)
@@ -225,18 +244,19 @@ def training_stream(
         tf.random.set_seed(seed + 1)
         return images.shuffle(buffer, seed=e, reshuffle_each_iteration=False)
 
-    def prepare(index, image):
-        return prepare_example(
-            image, seed=tf.stack([tf.constant(seed, tf.int64), index]), training=True,
-            cue_masks=masks, cue_sigma=config.data.cue_sigma,
-            image_size=config.model.image_size, sketches=styles,
-            cue_style=config.data.cue_style,
-        )
+    def augment(index, image):
+        example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+        image = augment_image(image, seed=example_seed, training=True,
+                              image_size=config.model.image_size)
+        return {"image": image, "seed": example_seed}
 
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
     ds = ds.skip(skip).enumerate(start=start)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(global_batch_size, drop_remainder=True)
+    if derive:
+        ds = derive_on_host(ds, **derive_options(config.data))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     # Every worker computes the same stream and keeps its share of each batch; sharding by

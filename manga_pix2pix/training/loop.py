@@ -25,6 +25,8 @@ last bits of multi-threaded float arithmetic, which may differ between runs and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import math
@@ -49,6 +51,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from manga_pix2pix.config import Config, ModelConfig
+from manga_pix2pix.data.derive import derive_batch
 from manga_pix2pix.data.pipeline import to_uint8_image
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import write_bytes_atomic, write_image
@@ -60,6 +63,8 @@ from manga_pix2pix.training.strategy import (
     is_chief,
     make_strategy,
     precision_policy,
+    resolve_derive_on,
+    resolve_precision,
     strategy_name,
 )
 
@@ -145,7 +150,8 @@ def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
         f"{section}.{key}"
         for section in ("data", "train")
         for key, value in getattr(saved, section).__dict__.items()
-        if key not in ("epochs", "steps", "checkpoint_every", "keep_checkpoints", "log_every")
+        if key not in ("epochs", "steps", "checkpoint_every", "keep_checkpoints", "log_every",
+                       "derive_on")
         and getattr(getattr(requested, section), key) != value
     ]
     if changed:
@@ -276,17 +282,37 @@ class Trainer:
         # started afresh, whatever config it holds.
         has_weights = (tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
                        or (self.run_dir / GENERATOR_FILE).exists())
+        self.strategy = make_strategy(self.config.train.strategy, self.config.train.tpu)
+        self.chief = is_chief(self.strategy)
+        self._resolve_precision(saved if has_weights else None)
+        derive_on = resolve_derive_on(self.config.train.derive_on, self.strategy)
+        self.config = dataclasses.replace(
+            self.config, train=dataclasses.replace(self.config.train, derive_on=derive_on)
+        )
         if saved is not None and has_weights:
             check_resumable(saved, self.config, self.run_dir)
         train = self.config.train
-        self.strategy = make_strategy(train.strategy, train.tpu)
-        self.chief = is_chief(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise UserError(f"--batch-size {train.batch_size} does not split over {replicas} "
                             "replicas; use a multiple of it")
         with precision_policy(train.precision):
             return self._run()
+
+    def _resolve_precision(self, saved: Config | None) -> None:
+        """Replaces a precision of `auto` by the concrete one (so `config.json` records it).
+
+        A resumed run keeps the precision it was trained in.
+        """
+        train = self.config.train
+        if train.precision == "auto" and saved is not None:
+            precision, reason = saved.train.precision, "auto: the run's own"
+        else:
+            precision, reason = resolve_precision(train.precision, self.strategy)
+        self.config = dataclasses.replace(
+            self.config, train=dataclasses.replace(train, precision=precision)
+        )
+        self.precision_reason = reason
 
     def _run(self) -> dict[str, Any]:
         config, train, run_dir = self.config, self.config.train, self.run_dir
@@ -329,6 +355,8 @@ class Trainer:
                 strategy, generator, discriminator, g_opt, d_opt,
                 global_batch_size=batch, l1_weight=train.l1_weight,
                 use_cue_mask=config.model.use_cue_mask, xla=train.xla, step=step_var,
+                derive=functools.partial(derive_batch,
+                                         **training_data.derive_options(config.data)),
             )
         self.generator, self.discriminator = generator, discriminator
 
@@ -421,11 +449,14 @@ class Trainer:
             f"Training {total_steps} steps ({total_steps / per_epoch:.3g} epochs of "
             f"{data.num_images} images, batch {batch}) on {device_description(strategy)}"
         )
+        self._echo(f"Precision: {train.precision} ({self.precision_reason}); examples derived "
+                   f"on the {train.derive_on}")
         losses: dict[str, float] = {}
         step_time, timed_steps = 0.0, 0
         began = time.monotonic()
         if start < total_steps:
-            stream = training_data.training_stream(config, data, batch, start_step=start)
+            stream = training_data.training_stream(config, data, batch, start_step=start,
+                                                   derive=train.derive_on == "host")
             iterator = iter(strategy.experimental_distribute_dataset(stream))
         step = start
         try:
@@ -471,7 +502,9 @@ class Trainer:
             "device": device_description(strategy),
             "strategy": strategy_name(strategy),
             "precision": train.precision,
+            "precision_reason": self.precision_reason,
             "xla": train.xla,
+            "derive_on": train.derive_on,
             "batch_size": batch,
             "num_images": data.num_images,
             "steps_per_epoch": per_epoch,
@@ -586,6 +619,7 @@ _OVERRIDES = {
     "holdout_fraction": "data", "synthetic_count": "data",
     "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",
     "lr_decay": "train", "seed": "train", "precision": "train", "xla": "train",
+    "derive_on": "train",
     "strategy": "train", "tpu": "train", "checkpoint_every": "train",
 }
 

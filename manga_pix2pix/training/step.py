@@ -15,6 +15,8 @@ patches (BCE); the batch mean is taken over the *global* batch with
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import tensorflow as tf
 
@@ -128,6 +130,9 @@ class TrainStep:
         xla: compile the forward and backward passes with XLA.
         step: an int64 variable counted up by every step (inside the same `tf.function`, so
             it always matches the weights, even when Python is interrupted between steps).
+        derive: for batches of augmented images (`{"image": uint8, "seed"}`), the function
+            that derives the examples (`derive_batch` with the run's cue settings), called on
+            each replica's share at the start of the step, on its device.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class TrainStep:
         use_cue_mask: bool = True,
         xla: bool = False,
         step: tf.Variable | None = None,
+        derive: Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]] | None = None,
     ):
         self.strategy = strategy
         self.generator = generator
@@ -153,6 +159,7 @@ class TrainStep:
         self.l1_weight = l1_weight
         self.use_cue_mask = use_cue_mask
         self.step = step
+        self.derive = derive
         # Batch-norm moving statistics are updated by each replica from its own examples;
         # averaged after every step they stay identical on all replicas and workers.
         self._replica_averaged = [
@@ -210,6 +217,12 @@ class TrainStep:
         return g_grads, d_grads, losses
 
     def _replica_step(self, batch):
+        if "seed" in batch:
+            # 0. Derive this replica's examples from its augmented uint8 images, here on its
+            #    device (`--derive-on device`).
+            if self.derive is None:
+                raise ValueError("derive: needed for batches of augmented images")
+            batch = self.derive(batch["image"], batch["seed"])
         g_grads, d_grads, losses = self._gradients(batch)
         # 6. Gradients are summed over replicas inside `apply` (losses are already divided
         #    by the global batch); the loss-scale optimiser unscales them first.

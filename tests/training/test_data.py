@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from manga_pix2pix.config import preset
+from manga_pix2pix.data.derive import derive_batch
 from manga_pix2pix.data.synthetic import synthetic_image
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import write_image
 from manga_pix2pix.training.data import (
+    derive_options,
     held_out_images,
     load_training_data,
     training_stream,
@@ -90,3 +95,24 @@ def test_all_images_filtered_out_is_a_clear_error():
 def test_fewer_images_than_one_batch_is_a_clear_error():
     with pytest.raises(UserError, match="fewer than one batch of 8"):
         load_training_data(_config(), 8)
+
+
+@pytest.mark.parametrize("no_cues", [False, True])
+def test_host_and_device_derivation_give_the_same_batches(no_cues):
+    config = _config()
+    config.data.no_cues = no_cues
+    data = load_training_data(config, 2)
+    host = list(training_stream(config, data, 2, start_step=3, derive=True).take(4))
+    raw = list(training_stream(config, data, 2, start_step=3, derive=False).take(4))
+    assert raw[0]["image"].dtype == tf.uint8 and raw[0]["seed"].shape == (2, 2)
+    # As the train step runs it: inside a tf.function, per replica, under the strategy.
+    strategy = tf.distribute.get_strategy()
+    derive = functools.partial(derive_batch, **derive_options(config.data))
+    on_device = tf.function(
+        lambda batch: strategy.run(lambda b: derive(b["image"], b["seed"]), args=(batch,))
+    )
+    for a, b in zip(host, raw, strict=True):
+        derived = on_device(b)
+        for key in ("image", "sketch", "cues", "cue_mask"):
+            np.testing.assert_allclose(derived[key].numpy(), a[key].numpy(), atol=1e-6)
+        np.testing.assert_array_equal(b["image"].numpy(), np.round((a["image"] + 1) * 127.5))

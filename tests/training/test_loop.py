@@ -88,10 +88,10 @@ def test_nan_guard_stops_and_keeps_only_good_checkpoints(tmp_path):
 
 
 def test_config_json_and_a_run_dir_with_another_model_is_refused(tmp_path):
-    config = _config(1)
-    Trainer(config, tmp_path / "run", quiet=True).run()
+    trainer = Trainer(_config(1), tmp_path / "run", quiet=True)
+    trainer.run()
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved == json.loads(config.to_json())
+    assert saved == json.loads(trainer.config.to_json())  # with the precision resolved
     model = keras.saving.load_model(tmp_path / "run" / "generator.keras")
     assert model.uses_cues and model.image_size == 32
 
@@ -175,3 +175,36 @@ def test_build_config_applies_overrides_and_checks_them(tmp_path):
         build_config("smoke", image_size=48)
     with pytest.raises(UserError, match="unknown preset"):
         build_config("huge")
+
+
+def test_auto_precision_is_resolved_printed_recorded_and_kept_on_resume(tmp_path, capsys,
+                                                                        monkeypatch):
+    config = _config(2)
+    assert config.train.precision == "auto"
+    expected, _ = loop.resolve_precision("auto", tf.distribute.get_strategy())
+    summary = Trainer(config, tmp_path / "run").run()
+    assert f"Precision: {expected} (auto:" in capsys.readouterr().err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["precision"] == expected
+    assert summary["precision"] == expected and summary["precision_reason"].startswith("auto:")
+    # A run resumed with `auto` on a machine that would choose otherwise keeps its own.
+    other = "float32" if expected == "mixed_bfloat16" else "mixed_bfloat16"
+    monkeypatch.setattr(loop, "resolve_precision", lambda precision, strategy: (other, "auto"))
+    resumed = Trainer(_config(3), tmp_path / "run", quiet=True).run()
+    assert resumed["precision"] == expected
+    assert resumed["precision_reason"] == "auto: the run's own"
+
+
+def test_deriving_on_the_device_trains_exactly_as_on_the_host(tmp_path):
+    runs = {}
+    for where in ("host", "device"):
+        trainer = Trainer(_config(3, derive_on=where), tmp_path / where, quiet=True)
+        summary = trainer.run()
+        assert summary["derive_on"] == where
+        saved = json.loads((tmp_path / where / "config.json").read_text())
+        assert saved["train"]["derive_on"] == where
+        runs[where] = _weights(trainer.generator) + _weights(trainer.discriminator)
+    for a, b in zip(runs["host"], runs["device"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    auto = Trainer(_config(1), tmp_path / "auto", quiet=True).run()
+    assert auto["derive_on"] == "device"

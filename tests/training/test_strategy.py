@@ -1,4 +1,4 @@
-"""Choosing the strategy: what `auto` means here, and a TPU that is not there."""
+"""Choosing the strategy and the precision: what `auto` means here, and a TPU that is not there."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 from manga_pix2pix.errors import UserError
-from manga_pix2pix.training.strategy import make_strategy, resolve_strategy_name
+from manga_pix2pix.training.strategy import (
+    CPU_BF16_FLAGS,
+    cpu_flags,
+    make_strategy,
+    resolve_precision,
+    resolve_strategy_name,
+)
 
 
 def _closed_port() -> int:
@@ -52,3 +59,40 @@ def test_train_with_an_unreachable_tpu_is_one_line_and_leaves_nothing(tmp_path):
         f"Error: cannot reach the TPU {address}: Connection refused"
     ]
     assert not (tmp_path / "run").exists()
+
+
+def _cpuinfo(tmp_path, flags: str) -> str:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 {flags}\n\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("avx2 fma", "float32"),
+        ("avx2 avx512f avx512_bf16", "mixed_bfloat16"),
+        ("avx2 amx_tile amx_bf16 amx_int8", "mixed_bfloat16"),
+        # AVX-512 without its bfloat16 extension still emulates bfloat16.
+        ("avx2 avx512f avx512bw avx512_vnni", "float32"),
+    ],
+)
+def test_auto_precision_follows_the_cpus_bfloat16_units(tmp_path, flags, expected):
+    strategy = tf.distribute.get_strategy()
+    precision, reason = resolve_precision("auto", strategy, cpuinfo=_cpuinfo(tmp_path, flags))
+    assert precision == expected
+    assert reason.startswith("auto:")
+    for flag in CPU_BF16_FLAGS:
+        assert (flag in reason) == (flag in flags.split())
+
+
+def test_auto_precision_on_this_machine_matches_its_cpu_flags():
+    precision, _ = resolve_precision("auto", tf.distribute.get_strategy())
+    has_units = bool(cpu_flags().intersection(CPU_BF16_FLAGS))
+    assert precision == ("mixed_bfloat16" if has_units else "float32")
+
+
+def test_a_concrete_precision_is_kept_and_a_missing_cpuinfo_means_float32(tmp_path):
+    strategy = tf.distribute.get_strategy()
+    assert resolve_precision("mixed_float16", strategy) == ("mixed_float16", "as asked")
+    assert resolve_precision("auto", strategy, cpuinfo=str(tmp_path / "none"))[0] == "float32"
