@@ -191,11 +191,16 @@ def cues(color, output, sigma):
 @click.option("--work-size", type=click.IntRange(min=8), default=None,
               help="With --pairs/--lineart: as colorize --work-size [default: the model's "
                    "image size].")
+@click.option("--line-input", type=click.Choice(["adaptive", "grey"]), default=None,
+              help="With --pairs/--lineart: as colorize --line-input [default: what the "
+                   "model was trained for].")
+@click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
+              show_default=True, help="With --pairs/--lineart: as colorize --regions.")
 # -- end real line art --
 @user_errors
 def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
              max_images, batch_size, figure_rows, norm_stats, output, quiet, pairs, lineart,
-             max_side, strokes, seed, work_size):
+             max_side, strokes, seed, work_size, line_input, regions):
     """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
 
     Rows: the model with full cues, with cues only in a few strokes, with cues
@@ -228,7 +233,7 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
 
     if pairs is not None or lineart is not None:
         _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
-                       figure_rows, norm_stats, output, quiet)
+                       figure_rows, norm_stats, output, quiet, line_input, regions)
         return
     model = ev.load_model(model_path)
     if data is None:
@@ -266,7 +271,7 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
 
 
 def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
-                   figure_rows, norm_stats, output, quiet):
+                   figure_rows, norm_stats, output, quiet, line_input, regions):
     """`evaluate --pairs` / `evaluate --lineart`: real line art through the colorize path."""
     import contextlib
 
@@ -297,6 +302,7 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, wo
 
         report = run(model, pairs or lineart, max_side=max_side, strokes=strokes, seed=seed,
                      work_size=work_size, figure_rows=figure_rows, norm_stats=norm_stats,
+                     line_input=line_input, regions=regions,
                      output_dir=output, model_name=model_path, on_start=on_start,
                      on_drawing=on_drawing)
     if not quiet:

@@ -75,7 +75,7 @@ from manga_pix2pix.imageio import (
     write_bytes_atomic,
     write_image,
 )
-from manga_pix2pix.inference.colorize import Colorizer, line_layer
+from manga_pix2pix.inference.colorize import DEFAULT_REGIONS, Colorizer, line_layer
 from manga_pix2pix.inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -507,6 +507,8 @@ def evaluate_pairs(
     figure_rows: int = 6,
     norm_stats: str = "moving",
     work_size: int | None = None,
+    line_input: str | None = None,
+    regions: str = DEFAULT_REGIONS,
     output_dir: str | Path | None = None,
     model_name: str | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -523,6 +525,8 @@ def evaluate_pairs(
         figure_rows: pairs per figure (the first ones by name).
         norm_stats: batch norm's statistics, as `colorize --norm-stats`.
         work_size: `colorize --work-size` (default: the model's image size).
+        line_input: `colorize --line-input` (default: what the model was trained for).
+        regions: `colorize --regions` (default `auto`, as colorize).
         output_dir: where to write the report (created if missing); None writes nothing.
         model_name: how the report names the model (default: its source path).
         on_start: called with the number of pairs, once they are all read.
@@ -537,7 +541,8 @@ def evaluate_pairs(
     """
     return _evaluate("pairs", model, find_pairs, folder, max_side=max_side, strokes=strokes,
                      seed=seed, figure_rows=figure_rows, norm_stats=norm_stats,
-                     work_size=work_size, output_dir=output_dir, model_name=model_name,
+                     work_size=work_size, line_input=line_input, regions=regions,
+                     output_dir=output_dir, model_name=model_name,
                      on_start=on_start, on_drawing=on_drawing)
 
 
@@ -551,6 +556,8 @@ def evaluate_lineart(
     figure_rows: int = 6,
     norm_stats: str = "moving",
     work_size: int | None = None,
+    line_input: str | None = None,
+    regions: str = DEFAULT_REGIONS,
     output_dir: str | Path | None = None,
     model_name: str | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -562,19 +569,22 @@ def evaluate_lineart(
     """
     return _evaluate("lineart", model, find_lineart, folder, max_side=max_side,
                      strokes=strokes, seed=seed, figure_rows=figure_rows,
-                     norm_stats=norm_stats, work_size=work_size, output_dir=output_dir,
+                     norm_stats=norm_stats, work_size=work_size, line_input=line_input,
+                     regions=regions, output_dir=output_dir,
                      model_name=model_name, on_start=on_start, on_drawing=on_drawing)
 
 
 def _evaluate(mode, model, finder, folder, *, max_side, strokes, seed, figure_rows, norm_stats,
-              work_size, output_dir, model_name, on_start, on_drawing) -> RealReport:
+              work_size, line_input, regions, output_dir, model_name, on_start,
+              on_drawing) -> RealReport:
     _check_options(max_side, strokes, figure_rows)
     out_dir = None if output_dir is None else Path(output_dir)
     _check_output(out_dir)
     drawings = finder(folder)
     # Every image is read (and checked) before the model runs: a bad file fails in seconds.
     loaded = [(d, *load_drawing(d, max_side)) for d in drawings]
-    colorizer = Colorizer(model, work_size=work_size, norm_stats=norm_stats)
+    colorizer = Colorizer(model, work_size=work_size, norm_stats=norm_stats,
+                          line_input=line_input, regions=regions)
     if on_start is not None:
         on_start(len(loaded))
     figs = _Figures(figure_rows)
@@ -596,6 +606,8 @@ def _evaluate(mode, model, finder, folder, *, max_side, strokes, seed, figure_ro
         "uses_cues": model.uses_cues,
         "norm_stats": norm_stats,
         "work_size": colorizer.settings.work,
+        "line_input": colorizer.settings.line_input,
+        "regions": regions,
         "folder": str(folder),
         "count": len(loaded),
         "max_side": max_side,

@@ -389,3 +389,18 @@ def test_a_colour_image_of_another_shape_is_stretched_with_a_warning(
         art, truth = pairs.load_drawing(drawing, 512)
     assert art.shape == truth.shape == (60, 80, 3)
     assert "stretched" in caplog.text and "a.png" in caplog.text
+
+
+def test_regions_off_scores_the_models_own_output(run_dir, folder, tmp_path):
+    model = load_model(run_dir)
+    reports = {mode: pairs.evaluate_pairs(model, folder, max_side=64, strokes=2, regions=mode,
+                                          output_dir=tmp_path / mode)
+               for mode in ("auto", "off")}
+    info = {m: json.loads((tmp_path / m / "metrics.json").read_text())["info"] for m in reports}
+    assert info["auto"]["regions"] == "auto" and info["off"]["regions"] == "off"
+    auto, off = (reports[m].metrics["strokes"]["model"] for m in ("auto", "off"))
+    # With regions a stroked region takes its stroke's colour (the median true colour under
+    # it), so it lands closer to the truth than a tiny model's own output does.
+    assert auto["region_de"] < off["region_de"]
+    # A full cue layer turns the region step off under `auto`.
+    assert reports["auto"].metrics["full"]["model"] == reports["off"].metrics["full"]["model"]
