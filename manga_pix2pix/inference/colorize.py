@@ -15,10 +15,11 @@ to the sketch's own size with its own lines on top:
    seams. A larger `work_size` gives the model more pixels per detail (useful for a page with
    many small figures) at a cost that grows with its square, and shows the model line art
    at a scale it was not trained on.
-3. **Sketch op.** At the work scale the gray line art is normalised exactly like a training
-   sketch: the same adaptive threshold (OpenCV's, block 7, C 2). A grey, anti-aliased or
-   scanned drawing thus becomes the binary 0/255 sketch the model knows; thick strokes and
-   solid blacks become outlines, as they did in training.
+3. **Sketch op** (`line_input`). With `adaptive`, at the work scale the gray line art is
+   normalised exactly like the paper's training sketch: the same adaptive threshold (OpenCV's,
+   block 7, C 2), so a grey, anti-aliased or scanned drawing becomes the binary 0/255 sketch
+   such a model knows. With `grey` (models trained on other sketch styles), it is levelled
+   instead and keeps its grey lines (`grey_sketch`).
 4. **Cues.** An opaque cue image (no alpha, or alpha 255 everywhere) is a full cue layer: it is
    resized to the work scale and blurred with the training blur, so a flat-painted colour
    layer looks like the training cues (a layer that is already blurred only gets a little
@@ -38,7 +39,11 @@ to the sketch's own size with its own lines on top:
    its gray levels, at least 128, maps to 255): a scan on grey paper does not darken the
    colours. Lines stay exactly as drawn: where the sketch is black, the output is black.
 
-Everything above is TensorFlow ops on dynamic shapes, so the same function runs eagerly, in a
+7. **Regions** (`Colorizer(regions=...)`, after the graph). The result is coloured region by
+   region of the line art, stroked regions taking their stroke's colour
+   (`manga_pix2pix.inference.regions`); NumPy and OpenCV, so not part of an export.
+
+Everything above but step 7 is TensorFlow ops on dynamic shapes, so the same function runs eagerly, in a
 `tf.function` and inside the exported SavedModel.
 
 Value ranges: sketch and cue images are uint8 `[H, W, C]` with C = 1 (gray), 2 (gray + alpha),
