@@ -43,8 +43,8 @@ to the sketch's own size with its own lines on top:
    region of the line art, stroked regions taking their stroke's colour
    (`manga_pix2pix.inference.regions`); NumPy and OpenCV, so not part of an export.
 
-Everything above but step 7 is TensorFlow ops on dynamic shapes, so the same function runs eagerly, in a
-`tf.function` and inside the exported SavedModel.
+Everything above but step 7 is TensorFlow ops on dynamic shapes, so the same function runs
+eagerly, in a `tf.function` and inside the exported SavedModel.
 
 Value ranges: sketch and cue images are uint8 `[H, W, C]` with C = 1 (gray), 2 (gray + alpha),
 3 (RGB) or 4 (RGBA); the result is uint8 RGB `[H, W, 3]` at the sketch's size.
