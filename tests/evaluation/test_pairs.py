@@ -367,23 +367,14 @@ def test_help_names_the_real_line_art_options():
 
 
 def test_a_colour_image_of_another_shape_is_stretched_with_a_warning(
-    tmp_path, caplog, monkeypatch
+    tmp_path, caplog, make_flat_drawing
 ):
-    import logging
 
-    from conftest import flat_drawing, write_png
-
-    # Other libraries' logging set-up (run earlier in the same process) may have disabled or
-    # detached this module's logger; the warning itself is what is tested here.
-    logger = logging.getLogger(pairs.__name__)
-    monkeypatch.setattr(logger, "disabled", False)
-    monkeypatch.setattr(logger, "propagate", True)
-
-    lineart, colour = flat_drawing(0, 60, 80)
+    lineart, colour = make_flat_drawing(0, 60, 80)
     (tmp_path / "lineart").mkdir()
     (tmp_path / "colour").mkdir()
-    write_png(tmp_path / "lineart" / "a.png", lineart)
-    write_png(tmp_path / "colour" / "a.png", cv2.resize(colour, (160, 60)))
+    write_image(tmp_path / "lineart" / "a.png", lineart)
+    write_image(tmp_path / "colour" / "a.png", cv2.resize(colour, (160, 60)))
     drawing = pairs.find_pairs(tmp_path)[0]
     with caplog.at_level("WARNING", logger=pairs.__name__):
         art, truth = pairs.load_drawing(drawing, 512)
