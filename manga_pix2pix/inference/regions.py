@@ -72,19 +72,29 @@ def line_regions(
 
 
 def _region_medians(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """Per-label, per-channel median of `values` `[H, W, C]`: `[count, C]`."""
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
-    sorted_labels = flat[order]
-    starts = np.searchsorted(sorted_labels, np.arange(count), side="left")
-    ends = np.searchsorted(sorted_labels, np.arange(count), side="right")
+    """Per-label, per-channel median of uint8 `values` `[H, W, C]`: float32 `[count, C]`.
+
+    Equal to `np.median` per region (the mean of the two middle values for an even count),
+    from one histogram per channel: 256 levels per label, so the cost is one pass over the
+    pixels whatever the number of regions. Label 0 and empty labels get 0.
+    """
+    if values.dtype != np.uint8:
+        raise ValueError(f"values: expected uint8, got {values.dtype}")
+    flat = labels.ravel().astype(np.int64)
+    sizes = np.bincount(flat, minlength=count)[:count]
+    lower = (sizes - 1) // 2 + 1  # 1-based ranks of the two middle values
+    upper = sizes // 2 + 1
     out = np.zeros((count, values.shape[-1]), np.float32)
-    channels = values.reshape(-1, values.shape[-1])[order]
+    channels = values.reshape(-1, values.shape[-1])
     for c in range(values.shape[-1]):
-        column = channels[:, c]
-        for label in range(1, count):
-            if ends[label] > starts[label]:
-                out[label, c] = np.median(column[starts[label]:ends[label]])
+        keys = flat * 256 + channels[:, c]
+        cdf = np.cumsum(np.bincount(keys, minlength=count * 256)[: count * 256]
+                        .reshape(count, 256), axis=1)
+        low = np.argmax(cdf >= lower[:, None], axis=1)
+        high = np.argmax(cdf >= upper[:, None], axis=1)
+        out[:, c] = (low + high) / 2.0
+    out[sizes == 0] = 0.0
+    out[0] = 0.0
     return out
 
 
@@ -114,8 +124,7 @@ def colour_regions(
     labels, count = line_regions(sketch_gray)
     if count <= 1:
         return result
-    colour = result.astype(np.float32)
-    model_median = _region_medians(colour, labels, count)
+    model_median = _region_medians(result, labels, count)
     target = model_median.copy()
     if strokes is not None and stroke_mask is not None and stroke_mask.any():
         stroke_labels = np.where(stroke_mask, labels, 0)
@@ -123,11 +132,12 @@ def colour_regions(
         stroked = np.flatnonzero(hits >= MIN_STROKE_PIXELS)
         stroked = stroked[stroked > 0]
         if stroked.size:
-            stroke_median = _region_medians(strokes.astype(np.float32), stroke_labels, count)
+            stroke_median = _region_medians(strokes, stroke_labels, count)
             target[stroked] = stroke_median[stroked]
-    inside = labels > 0
+    inside = (labels > 0)[..., None]
     if mode == "flat":
-        colour[inside] = target[labels[inside]]
-    else:
-        colour[inside] += (target - model_median)[labels[inside]]
+        table = np.clip(np.round(target), 0, 255).astype(np.uint8)
+        return np.where(inside, table[labels], result)
+    shift = (target - model_median)[labels]
+    colour = np.where(inside, result.astype(np.float32) + shift, result)
     return np.clip(np.round(colour), 0, 255).astype(np.uint8)

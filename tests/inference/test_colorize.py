@@ -9,7 +9,7 @@ import tensorflow as tf
 from inference_helpers import encode, line_art, palette_png
 
 from manga_pix2pix.config import ModelConfig
-from manga_pix2pix.data.cues import gaussian_blur
+from manga_pix2pix.data.cues import cue_sigma, gaussian_blur
 from manga_pix2pix.data.sketch import sketch
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import decode_image
@@ -17,6 +17,7 @@ from manga_pix2pix.inference.colorize import (
     MAX_ASPECT,
     Colorizer,
     ColorizeSettings,
+    blur_unless_smooth,
     line_layer,
     model_cues,
     model_sketch,
@@ -153,6 +154,44 @@ def test_opaque_cue_files_are_a_full_layer_blurred_like_training(kind):
     np.testing.assert_allclose(cues.numpy(), expected, atol=2e-3)
     # The hard edge between the two flat colours is softened like a training cue layer.
     assert np.abs(np.diff(cues.numpy(), axis=1)).max() < 0.3
+
+
+def _painting(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A generated colour image: flat panels, ellipses and lines of random colours."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width, 3), 240, np.uint8)
+    for _ in range(12):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        centre = tuple(int(v) for v in rng.integers(0, (width, height)))
+        axes = tuple(int(v) for v in rng.integers(height // 12, height // 3, 2))
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    for _ in range(20):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        p1 = tuple(int(v) for v in rng.integers(0, (width, height)))
+        p2 = tuple(int(v) for v in rng.integers(0, (width, height)))
+        cv2.line(image, p1, p2, colour, int(rng.integers(1, 4)))
+    return image
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_cue_layer_that_is_already_blurred_is_not_blurred_again(seed):
+    height, width = 200, 300
+    sigma = float(cue_sigma(height, width))
+    sharp = _painting(height, width, seed)
+    soft = np.round(gaussian_blur(sharp).numpy() * 255.0).astype(np.uint8)
+    as_float = lambda image: tf.constant(image, tf.float32) / 255.0  # noqa: E731
+    # A sharp (flat-painted) layer gets the whole training blur ...
+    np.testing.assert_allclose(blur_unless_smooth(as_float(sharp), sigma).numpy(),
+                               gaussian_blur(as_float(sharp), sigma).numpy(), atol=1e-6)
+    # ... and a blurred one comes back as it was, not blurred twice.
+    np.testing.assert_array_equal(blur_unless_smooth(as_float(soft), sigma).numpy(),
+                                  as_float(soft).numpy())
+    cues, _ = model_cues(tf.constant(soft), height, width, SETTINGS)
+    np.testing.assert_allclose(cues.numpy(), soft / 127.5 - 1.0, atol=1e-5)
+    # Lightly softened (a quarter of the training blur) still counts as painted.
+    light = cv2.GaussianBlur(sharp, (0, 0), sigma / 4)
+    np.testing.assert_allclose(blur_unless_smooth(as_float(light), sigma).numpy(),
+                               gaussian_blur(as_float(light), sigma).numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["rgba_strokes", "webp_strokes", "palette_strokes"])

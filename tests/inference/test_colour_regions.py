@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from manga_pix2pix.inference.regions import colour_regions, line_regions
+from manga_pix2pix.inference.regions import _region_medians, colour_regions, line_regions
 
 
 def two_boxes(gap: int = 0) -> np.ndarray:
@@ -53,3 +53,19 @@ def test_flat_regions_take_stroke_or_model_medians_and_lines_stay():
     np.testing.assert_array_equal(colour_regions(result, art, strokes, mask, "off"), result)
     with pytest.raises(ValueError, match="mode"):
         colour_regions(result, art, strokes, mask, "auto")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_region_medians_equal_numpy_medians(seed):
+    rng = np.random.default_rng(seed)
+    count = 7
+    labels = rng.integers(0, count - 1, (40, 50)).astype(np.int32)  # label count-1 is empty
+    labels[:3] = 2  # an even-sized and an odd-sized region both occur across the seeds
+    values = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    got = _region_medians(values, labels, count)
+    assert got.shape == (count, 3)
+    for label in range(1, count - 1):
+        np.testing.assert_array_equal(got[label], np.median(values[labels == label], axis=0))
+    assert (got[0] == 0).all() and (got[count - 1] == 0).all()
+    with pytest.raises(ValueError, match="uint8"):
+        _region_medians(values.astype(np.float32), labels, count)
