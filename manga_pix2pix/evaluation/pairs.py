@@ -13,7 +13,8 @@ cue file an artist would hand in, under three conditions:
 - `full`: an opaque cue layer, the colour image blurred by the training blur (sigma 20 px per
   256 px of the short side, `manga_pix2pix.data.cues.gaussian_blur`) and rounded to uint8.
   `colorize` treats an opaque cue file as a highlighter layer; one this smooth is not
-  blurred again (`manga_pix2pix.inference.colorize.blur_unless_smooth`). Baseline `blurred_cues`: the cue layer itself.
+  blurred again (`manga_pix2pix.inference.colorize.blur_unless_smooth`). Baseline
+  `blurred_cues`: the cue layer itself.
 - `strokes`: up to `strokes` short strokes (default 8) placed inside closed regions of the line
   art (`manga_pix2pix.evaluation.regions.place_strokes`), seeded by `seed` and the pair's name,
   each painted with the per-channel median true colour under it, handed over as an RGBA cue

@@ -23,9 +23,9 @@ to the sketch's own size with its own lines on top:
 4. **Cues.** An opaque cue image (no alpha, or alpha 255 everywhere) is a full cue layer: it is
    resized to the work scale and blurred with the training blur, so a flat-painted colour
    layer looks like the training cues; a layer that is already about as smooth is not blurred
-   a second time (`blur_unless_smooth`). An image with transparency gives strokes: the cue mask is alpha > 0 and the
-   strokes' colours are used as painted (resized with premultiplied alpha so that the colour
-   of transparent pixels never leaks in). Cues are stretched to the sketch if their size
+   a second time (`blur_unless_smooth`). An image with transparency gives strokes: the cue
+   mask is alpha > 0 and the strokes' colours are used as painted (resized with premultiplied
+   alpha so that the colour of transparent pixels never leaks in). Cues are stretched to the sketch if their size
    differs. Values are those of training: cues in [-1, 1] and 0 where the mask is 0; no cues
    means cues and mask all 0. Padding carries no cues.
 5. **Colour.** The generator runs without dropout and, by default, with batch norm's moving
@@ -153,9 +153,20 @@ def to_rgb_on_white(image: tf.Tensor) -> tf.Tensor:
 
     The composite is rounded like `manga_pix2pix.imageio.decode_image`'s.
     """
-    rgb, alpha = _split_alpha(image)
-    a = tf.cast(alpha, tf.float32) / 255.0
-    return tf.cast(tf.round(tf.cast(rgb, tf.float32) * a + 255.0 * (1.0 - a)), tf.uint8)
+    image = tf.convert_to_tensor(image)
+
+    def composite():
+        rgb, alpha = _split_alpha(image)
+        a = tf.cast(alpha, tf.float32) / 255.0
+        return tf.cast(tf.round(tf.cast(rgb, tf.float32) * a + 255.0 * (1.0 - a)), tf.uint8)
+
+    # No alpha channel: nothing to composite (the common case, and the cheap one).
+    rgb = tf.case(
+        [(tf.equal(tf.shape(image)[-1], 1), lambda: tf.tile(image[..., :1], [1, 1, 3])),
+         (tf.equal(tf.shape(image)[-1], 3), lambda: image[..., :3])],
+        default=composite,
+    )
+    return tf.ensure_shape(rgb, [None, None, 3])
 
 
 def to_rgba(image: tf.Tensor) -> tf.Tensor:
@@ -424,14 +435,25 @@ class Colorizer:
         if mode == "off":
             return result
         height, width = result.shape[:2]
-        gray = cv2.cvtColor(to_rgb_on_white(sketch).numpy(), cv2.COLOR_RGB2GRAY)
+        gray = _gray_on_white(sketch)
         strokes = stroke_mask = None
-        if cues is not None and not layer:
-            rgba = to_rgba(cues).numpy()
+        if cues is not None and not layer:  # gray + alpha or RGBA
+            rgba = cues if cues.shape[2] == 4 else cues[..., [0, 0, 0, 1]]
             if rgba.shape[:2] != (height, width):
                 rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_NEAREST)
             strokes, stroke_mask = rgba[..., :3], rgba[..., 3] > 0
         return colour_regions(result, gray, strokes, stroke_mask, mode)
+
+
+def _gray_on_white(image: np.ndarray) -> np.ndarray:
+    """uint8 `[H, W, 1-4]` -> uint8 gray `[H, W]`, composited on white as `to_rgb_on_white`."""
+    channels = image.shape[2]
+    if channels in (2, 4):
+        alpha = image[..., -1:].astype(np.float32) / 255.0
+        image = np.round(image[..., :-1] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if image.shape[2] == 1:
+        return image[..., 0]
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
