@@ -25,9 +25,9 @@ to the sketch's own size with its own lines on top:
    layer looks like the training cues; a layer that is already about as smooth is not blurred
    a second time (`blur_unless_smooth`). An image with transparency gives strokes: the cue
    mask is alpha > 0 and the strokes' colours are used as painted (resized with premultiplied
-   alpha so that the colour of transparent pixels never leaks in). Cues are stretched to the sketch if their size
-   differs. Values are those of training: cues in [-1, 1] and 0 where the mask is 0; no cues
-   means cues and mask all 0. Padding carries no cues.
+   alpha so that the colour of transparent pixels never leaks in). Cues are stretched to the
+   sketch if their size differs. Values are those of training: cues in [-1, 1] and 0 where the
+   mask is 0; no cues means cues and mask all 0. Padding carries no cues.
 5. **Colour.** The generator runs without dropout and, by default, with batch norm's moving
    statistics (`training=False`); `norm_stats="image"` uses each sketch's own statistics
    instead (see `manga_pix2pix.inference.loading` for when that is better). Either way the
