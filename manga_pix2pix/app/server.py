@@ -75,8 +75,6 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 #: Image formats the API decodes: those whose size `image_size_from_header` reads, so the pixel
 #: cap is checked before anything is decoded.
 ACCEPTED_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
-#: zlib level of the result PNGs: fast, the answer goes over loopback (see `encode_image`).
-RESULT_PNG_LEVEL = 1
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("", "0", "false", "off", "no")
 _FIELDS = ("sketch", "cues", "no_cues")
@@ -428,7 +426,7 @@ def create_app(
                                     max_pixels=settings.max_pixels)
         except UserError as err:
             raise ApiError(400, str(err)) from None
-        return encode_image(colorize(sketch, cues), ".png", png_level=RESULT_PNG_LEVEL)
+        return encode_image(colorize(sketch, cues), ".png")
 
     async def colorize_endpoint(request: Request) -> Response:
         with worker.slot():
