@@ -155,7 +155,7 @@ def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_end_to_end_on_a_tar_dump_then_tfds_load(tmp_path):
+def test_cli_end_to_end_on_a_tar_dump_then_tfds_load(tmp_path, monkeypatch):
     help_text = CliRunner().invoke(main, ["build-dataset", "--help"]).output
     for option in ("--dump-dir", "--dump-format", "--runner", "--num-workers", "--beam-option",
                    "--encoding", "dump"):
@@ -168,6 +168,7 @@ def test_cli_end_to_end_on_a_tar_dump_then_tfds_load(tmp_path):
         "--test-fraction", "0.3", "--num-workers", "2", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     assert "on the local runner with 2 workers" in result.output
+    assert "shuffles in memory" not in result.output  # 18 posts: far below the budget
     assert "posts seen: 18; fetched: 9; kept: 8 new" in result.output
     assert ("skipped: corrupt 1, deleted 1, file_type 1, malformed 1, missing_file 1, "
             "no_file 1, rating 2, too_small 1") in result.output
@@ -183,12 +184,16 @@ def test_cli_end_to_end_on_a_tar_dump_then_tfds_load(tmp_path):
     assert loaded == {i: (split, v[0], v[2]) for split, vs in plain.items()
                       for i, v in vs.items()}
 
-    # A dump of which no post passes is a one-line error too, after the pipeline ran.
+    # A dump of which no post passes is a one-line error too, after the pipeline ran; with
+    # the local runner's budget lowered below the dump's 18 posts, it is warned about first.
+    monkeypatch.setattr(dump, "LOCAL_IMAGE_BUDGET", 10)
     empty = CliRunner().invoke(main, [
         "build-dataset", "--source", "dump", "--dump-dir", str(dump_dir), "--image-size", "64",
         "--tags", "no_such_tag", "--num-workers", "1", "--data-dir", str(tmp_path / "empty")])
     assert empty.exit_code == 1, empty.output
     assert "Error: no image of the dump is left for the " in empty.output
+    assert ("warning: the local runner holds its shuffles in memory; budget about 10 images "
+            "per machine") in empty.output
     assert "Traceback" not in empty.output
 
     # The same data dir cannot take scraped posts, and bad input is one line.
