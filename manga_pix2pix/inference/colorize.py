@@ -268,6 +268,34 @@ def blur_unless_smooth(layer: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
     return tf.cond(ratio >= SMOOTH_RATIO, lambda: layer, lambda: gaussian_blur(layer, sigma))
 
 
+def work_sigma(settings: ColorizeSettings, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """The training cue blur's sigma for a `height x width` work-scale image, in pixels."""
+    if settings.cue_sigma is None:
+        return cue_sigma(height, width)
+    short = tf.cast(tf.minimum(height, width), tf.float32)
+    return settings.cue_sigma * short / settings.image_size
+
+
+def follow_layer(
+    colour: tf.Tensor, layer: tf.Tensor, drawn: tf.Tensor, sigma: tf.Tensor
+) -> tf.Tensor:
+    """The generator's colours with their coarse part replaced by a full cue layer's.
+
+    A full cue layer says what the colours are at the scale of the training blur; the
+    generator adds what the layer cannot say, the detail. So the result keeps the generator's
+    colours minus their blur by `sigma` (computed with the line art drawn in, as a colour
+    image has it) and takes the layer's instead: `colour - blur(colour * drawn) + layer`.
+
+    Args:
+        colour: float `[H, W, 3]` in [0, 1], the generator's colours at the sketch's size.
+        layer: float `[H, W, 3]` in [0, 1], the cue layer as the generator saw it, resized.
+        drawn: float `[H, W, 3]` in [0, 1], the sketch's line art (`line_layer`).
+        sigma: the training blur at the sketch's size, in pixels.
+    """
+    coarse = gaussian_blur(colour * drawn, sigma)
+    return tf.clip_by_value(colour - coarse + layer, 0.0, 1.0)
+
+
 def model_cues(
     cues: tf.Tensor, height: tf.Tensor, width: tf.Tensor, settings: ColorizeSettings
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -282,11 +310,7 @@ def model_cues(
 
     def full_layer():
         small = tf.clip_by_value(_resize(rgb, height, width), 0.0, 1.0)
-        if settings.cue_sigma is None:
-            sigma = cue_sigma(height, width)
-        else:
-            short = tf.cast(tf.minimum(height, width), tf.float32)
-            sigma = settings.cue_sigma * short / settings.image_size
+        sigma = work_sigma(settings, height, width)
         return blur_unless_smooth(small, sigma), tf.ones(tf.stack([height, width, 1]))
 
     def strokes():
@@ -359,7 +383,16 @@ def colorize_tensor(
     colour = (tf.cast(out[top : top + h, left : left + w], tf.float32) + 1.0) / 2.0
     colour = fill_lines(colour, tf.cast(binary < 128, tf.float32))
     colour = tf.clip_by_value(_resize(colour, height, width), 0.0, 1.0)
-    result = colour * line_layer(rgb)
+    drawn = line_layer(rgb)
+    if cues is not None:
+        def follow():
+            layer = tf.clip_by_value(_resize((cue_values + 1.0) / 2.0, height, width), 0.0, 1.0)
+            scale = tf.cast(tf.minimum(height, width), tf.float32) / tf.cast(
+                tf.minimum(h, w), tf.float32)
+            return follow_layer(colour, layer, drawn, work_sigma(settings, h, w) * scale)
+
+        colour = tf.cond(tf.reduce_min(mask) >= 1.0, follow, lambda: colour)
+    result = colour * drawn
     return tf.cast(tf.round(result * 255.0), tf.uint8)
 
 

@@ -18,6 +18,7 @@ from manga_pix2pix.inference.colorize import (
     Colorizer,
     ColorizeSettings,
     blur_unless_smooth,
+    follow_layer,
     line_layer,
     model_cues,
     model_sketch,
@@ -192,6 +193,31 @@ def test_a_cue_layer_that_is_already_blurred_is_not_blurred_again(seed):
     light = cv2.GaussianBlur(sharp, (0, 0), sigma / 4)
     np.testing.assert_allclose(blur_unless_smooth(as_float(light), sigma).numpy(),
                                gaussian_blur(as_float(light), sigma).numpy(), atol=1e-6)
+
+
+def test_a_full_layer_gives_the_coarse_colours_and_the_model_the_detail():
+    truth = 0.1 + 0.7 * tf.constant(_painting(120, 160, 3), tf.float32) / 255.0
+    drawn = tf.ones_like(truth)
+    sigma = 8.0
+    layer = gaussian_blur(truth, sigma)
+    # A model that got the detail right but tinted everything: the tint goes, the detail stays.
+    tinted = truth + tf.constant([0.15, 0.05, -0.1])
+    fixed = follow_layer(tinted, layer, drawn, sigma).numpy()
+    assert np.abs(fixed - truth.numpy()).max() < 1e-4
+    # A model whose coarse colours already are the layer's is left as it was.
+    drawn = tf.where(tf.random.stateless_uniform([120, 160, 1], [1, 2]) < 0.05, 0.0, 1.0)
+    drawn = tf.tile(drawn, [1, 1, 3])
+    np.testing.assert_allclose(
+        follow_layer(truth, gaussian_blur(truth * drawn, sigma), drawn, sigma).numpy(),
+        truth.numpy(), atol=1e-5)
+
+
+def test_with_a_full_layer_black_lines_stay_black(colorizer):
+    art = line_art(64, 96)
+    art[30:34, :] = 0  # a black line across
+    out = colorizer(art[:, :, None], _painting(64, 96, 4))
+    assert out.shape == (64, 96, 3)
+    assert (out[art == 0] == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["rgba_strokes", "webp_strokes", "palette_strokes"])
