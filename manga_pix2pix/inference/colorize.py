@@ -38,6 +38,8 @@ to the sketch's own size with its own lines on top:
    on top. The line art is first levelled so that its paper is white (the 95th percentile of
    its gray levels, at least 128, maps to 255): a scan on grey paper does not darken the
    colours. Lines stay exactly as drawn: where the sketch is black, the output is black.
+   With a full cue layer, the colours' coarse part is first taken from the layer
+   (`follow_layer`): the layer gives the colours, the generator the detail.
 
 7. **Regions** (`Colorizer(regions=...)`, after the graph). The result is coloured region by
    region of the line art, stroked regions taking their stroke's colour
