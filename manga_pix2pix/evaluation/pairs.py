@@ -547,37 +547,18 @@ def evaluate_pairs(
                      on_start=on_start, on_drawing=on_drawing)
 
 
-def evaluate_lineart(
-    model: LoadedModel,
-    folder: str | Path,
-    *,
-    max_side: int = DEFAULT_MAX_SIDE,
-    strokes: int = DEFAULT_STROKES,
-    seed: int = 0,
-    figure_rows: int = 6,
-    norm_stats: str = "moving",
-    work_size: int | None = None,
-    line_input: str | None = None,
-    regions: str = DEFAULT_REGIONS,
-    output_dir: str | Path | None = None,
-    model_name: str | None = None,
-    on_start: Callable[[int], None] | None = None,
-    on_drawing: Callable[[], None] | None = None,
-) -> RealReport:
+def evaluate_lineart(model: LoadedModel, folder: str | Path, **options) -> RealReport:
     """Scores `model` on line art with no colour version (see the module docstring).
 
-    Args and errors as `evaluate_pairs`, with `folder` a folder of line drawings.
+    Options and errors as `evaluate_pairs`, with `folder` a folder of line drawings.
     """
-    return _evaluate("lineart", model, find_lineart, folder, max_side=max_side,
-                     strokes=strokes, seed=seed, figure_rows=figure_rows,
-                     norm_stats=norm_stats, work_size=work_size, line_input=line_input,
-                     regions=regions, output_dir=output_dir,
-                     model_name=model_name, on_start=on_start, on_drawing=on_drawing)
+    return _evaluate("lineart", model, find_lineart, folder, **options)
 
 
-def _evaluate(mode, model, finder, folder, *, max_side, strokes, seed, figure_rows, norm_stats,
-              work_size, line_input, regions, output_dir, model_name, on_start,
-              on_drawing) -> RealReport:
+def _evaluate(mode, model, finder, folder, *, max_side=DEFAULT_MAX_SIDE,
+              strokes=DEFAULT_STROKES, seed=0, figure_rows=6, norm_stats="moving",
+              work_size=None, line_input=None, regions=DEFAULT_REGIONS, output_dir=None,
+              model_name=None, on_start=None, on_drawing=None) -> RealReport:
     _check_options(max_side, strokes, figure_rows)
     out_dir = None if output_dir is None else Path(output_dir)
     _check_output(out_dir)
