@@ -14,8 +14,11 @@ colouring respect the regions at the sketch's full resolution:
    the median colour of the stroke pixels in it (the artist said what colour it is); any other
    region keeps the generator's colour for it, its median.
 3. **Colour.** `mode="shift"` moves each region's colours by (target - the generator's median
-   for the region), so the shading the generator drew inside it stays; `mode="flat"` paints
-   each region its target colour. Lines and tiny components are not changed.
+   for the region), so the shading the generator drew inside it stays, and lines and tiny
+   components are not changed. `mode="flat"` paints each region its target colour, and every
+   other pixel (lines, their anti-aliased edges, specks) the nearest region's colour times
+   the line art's level there, as a line layer multiplied over flat colours would: dark
+   lines stay dark, and the generator's colours no longer show as a halo along them.
 
 It runs on NumPy arrays with OpenCV (connected components have no TensorFlow op), so it is
 part of `Colorizer` and the commands built on it, not of the exported SavedModel graph.
@@ -98,6 +101,23 @@ def _region_medians(values: np.ndarray, labels: np.ndarray, count: int) -> np.nd
     return out
 
 
+def _lines_over(table: np.ndarray, labels: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """Each region its colour in `table`; every other pixel (lines, specks) the nearest
+    region's colour times the line art's level there, as a multiplied line layer would."""
+    lines = labels == 0
+    _, nearest = cv2.distanceTransformWithLabels(
+        lines.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # distanceTransformWithLabels numbers the zero pixels (the regions) 1.. in raster order.
+    by_pixel = np.zeros(int(nearest.max()) + 1, np.int32)
+    region_labels = labels[~lines]
+    by_pixel[1:region_labels.size + 1] = region_labels
+    out = table[labels]
+    level = np.clip(gray[lines].astype(np.float32) / paper_level(gray), 0.0, 1.0)[:, None]
+    out[lines] = np.round(table[by_pixel[nearest[lines]]] * level).astype(np.uint8)
+    return out
+
+
 def colour_regions(
     result: np.ndarray,
     sketch_gray: np.ndarray,
@@ -134,10 +154,11 @@ def colour_regions(
         if stroked.size:
             stroke_median = _region_medians(strokes, stroke_labels, count)
             target[stroked] = stroke_median[stroked]
+
     inside = (labels > 0)[..., None]
     if mode == "flat":
         table = np.clip(np.round(target), 0, 255).astype(np.uint8)
-        return np.where(inside, table[labels], result)
+        return _lines_over(table, labels, sketch_gray)
     shift = (target - model_median)[labels]
     colour = np.where(inside, result.astype(np.float32) + shift, result)
     return np.clip(np.round(colour), 0, 255).astype(np.uint8)
