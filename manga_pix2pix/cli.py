@@ -196,11 +196,13 @@ def cues(color, output, sigma):
                    "model was trained for].")
 @click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
               show_default=True, help="With --pairs/--lineart: as colorize --regions.")
+@click.option("--background", type=click.Choice(["model", "paper"]), default="model",
+              show_default=True, help="With --pairs/--lineart: as colorize --background.")
 # -- end real line art --
 @user_errors
 def evaluate(model_path, data, data_dir, split, train_split, character_tags, complexity_ceiling,
              max_images, batch_size, figure_rows, norm_stats, output, quiet, pairs, lineart,
-             max_side, strokes, seed, work_size, line_input, regions):
+             max_side, strokes, seed, work_size, line_input, regions, background):
     """Score a model on held-out images: L1, PSNR, SSIM per task, against baselines.
 
     Rows: the model with full cues, with cues only in a few strokes, with cues
@@ -233,7 +235,8 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
 
     if pairs is not None or lineart is not None:
         _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
-                       figure_rows, norm_stats, output, quiet, line_input, regions)
+                       figure_rows, norm_stats, output, quiet, line_input, regions,
+                       background)
         return
     model = ev.load_model(model_path)
     if data is None:
@@ -271,7 +274,7 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
 
 
 def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
-                   figure_rows, norm_stats, output, quiet, line_input, regions):
+                   figure_rows, norm_stats, output, quiet, line_input, regions, background):
     """`evaluate --pairs` / `evaluate --lineart`: real line art through the colorize path."""
     import contextlib
 
@@ -302,7 +305,7 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, wo
 
         report = run(model, pairs or lineart, max_side=max_side, strokes=strokes, seed=seed,
                      work_size=work_size, figure_rows=figure_rows, norm_stats=norm_stats,
-                     line_input=line_input, regions=regions,
+                     line_input=line_input, regions=regions, background=background,
                      output_dir=output, model_name=model_path, on_start=on_start,
                      on_drawing=on_drawing)
     if not quiet:
@@ -344,10 +347,15 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, wo
                    "region, a stroked region takes its stroke's colour), shift (the same, "
                    "keeping the model's shading), off; auto: flat with strokes or no cues, "
                    "off with a full cue layer.")
+@click.option("--background", type=click.Choice(["model", "paper"]), default="model",
+              show_default=True,
+              help="The regions touching the border that no stroke is in: the model's "
+                   "colours, or left as paper (white). Not with --regions off; with auto, a "
+                   "full cue layer sets the background itself.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line_input, regions,
-             quiet):
+             background, quiet):
     """Colour sketches of any size with a trained generator, with or without cues.
 
     SKETCHES are image files (gray, RGB, RGBA, palette PNG, JPEG, WebP, ...) or folders
@@ -376,7 +384,7 @@ def colorize(sketches, model, output, cues, no_cues, work_size, norm_stats, line
 
     report = colorize_paths(sketches, model, output, cues=cues, work_size=work_size,
                             norm_stats=norm_stats, line_input=line_input, regions=regions,
-                            progress=progress)
+                            background=background, progress=progress)
     if bar is not None:
         bar.render_finish()
     for _sketch, message in report.failed:
@@ -662,11 +670,13 @@ def train(run_dir, preset_name, init_from, quiet, **options):
                    "image size] (see colorize --help).")
 @click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
               show_default=True, help="Batch-norm statistics (see colorize --help).")
+@click.option("--background", type=click.Choice(["model", "paper"]), default="model",
+              show_default=True, help="As colorize --background.")
 @click.option("--max-upload-mb", type=click.IntRange(min=1), default=25, show_default=True,
               help="Largest request accepted, in MB (sketch and cues together).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
 @user_errors
-def serve(model, host, port, work_size, norm_stats, max_upload_mb, open_browser):
+def serve(model, host, port, work_size, norm_stats, background, max_upload_mb, open_browser):
     """Serve a local web page for painting colour strokes over a sketch.
 
     Open a sketch, paint cues on it and the colouring updates after each stroke.
@@ -688,7 +698,7 @@ def serve(model, host, port, work_size, norm_stats, max_upload_mb, open_browser)
         click.echo(f"Warning: {warning}", err=True)
     try:
         loaded = server.build_app(model, work_size=work_size, norm_stats=norm_stats,
-                                  settings=settings)
+                                  background=background, settings=settings)
     except BaseException:
         sock.close()
         raise

@@ -250,3 +250,23 @@ def test_a_read_only_output_folder_is_refused_cleanly(models, tmp_path):
         if immutable:
             subprocess.run([shutil.which("chattr"), "-i", str(locked)], check=True)
         locked.chmod(0o755)
+
+
+def test_paper_background_leaves_the_page_around_a_figure_white(models, tmp_path):
+    art = np.full((96, 128), 255, np.uint8)
+    cv2.rectangle(art, (30, 20), (98, 76), 0, 2)
+    sketch = _write(tmp_path / "figure.png", art)
+    _ok(_colorize(sketch, "--model", models["run"], "--no-cues", "-o", tmp_path / "model.png"))
+    _ok(_colorize(sketch, "--model", models["run"], "--no-cues", "--background", "paper",
+                  "-o", tmp_path / "paper.png"))
+    model, paper = read_image(tmp_path / "model.png"), read_image(tmp_path / "paper.png")
+    around = np.ones(art.shape, bool)
+    around[17:80, 27:102] = False  # the box, its outline and the pixel that thickens it
+    assert (paper[around] == 255).all()
+    assert not (model[around] == 255).all()
+    np.testing.assert_array_equal(paper[30:66, 40:88], model[30:66, 40:88])  # the figure
+    result = _colorize(sketch, "--model", models["run"], "--background", "paper",
+                       "--regions", "off", "-o", tmp_path / "off.png")
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1].startswith("Error: --background paper")
+    assert not (tmp_path / "off.png").exists()

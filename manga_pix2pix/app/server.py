@@ -541,6 +541,7 @@ def build_app(
     *,
     work_size: int | None = None,
     norm_stats: str = "moving",
+    background: str = "model",
     settings: ServeSettings | None = None,
 ) -> LoadedApp:
     """Loads a model once, warms its graphs up and returns the app around it.
@@ -553,7 +554,8 @@ def build_app(
 
     settings = settings or ServeSettings()
     loaded = load_model(model)
-    colorizer = Colorizer(loaded, work_size=work_size, norm_stats=norm_stats)
+    colorizer = Colorizer(loaded, work_size=work_size, norm_stats=norm_stats,
+                          background=background)
     # Trace both graphs now, so that the first stroke is answered as fast as the others.
     blank = np.full((64, 64, 3), 255, np.uint8)
     colorizer(blank)

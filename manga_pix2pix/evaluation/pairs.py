@@ -510,6 +510,7 @@ def evaluate_pairs(
     work_size: int | None = None,
     line_input: str | None = None,
     regions: str = DEFAULT_REGIONS,
+    background: str = "model",
     output_dir: str | Path | None = None,
     model_name: str | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -528,6 +529,7 @@ def evaluate_pairs(
         work_size: `colorize --work-size` (default: the model's image size).
         line_input: `colorize --line-input` (default: what the model was trained for).
         regions: `colorize --regions` (default `auto`, as colorize).
+        background: `colorize --background` (default `model`).
         output_dir: where to write the report (created if missing); None writes nothing.
         model_name: how the report names the model (default: its source path).
         on_start: called with the number of pairs, once they are all read.
@@ -543,7 +545,7 @@ def evaluate_pairs(
     return _evaluate("pairs", model, find_pairs, folder, max_side=max_side, strokes=strokes,
                      seed=seed, figure_rows=figure_rows, norm_stats=norm_stats,
                      work_size=work_size, line_input=line_input, regions=regions,
-                     output_dir=output_dir, model_name=model_name,
+                     background=background, output_dir=output_dir, model_name=model_name,
                      on_start=on_start, on_drawing=on_drawing)
 
 
@@ -557,8 +559,8 @@ def evaluate_lineart(model: LoadedModel, folder: str | Path, **options) -> RealR
 
 def _evaluate(mode, model, finder, folder, *, max_side=DEFAULT_MAX_SIDE,
               strokes=DEFAULT_STROKES, seed=0, figure_rows=6, norm_stats="moving",
-              work_size=None, line_input=None, regions=DEFAULT_REGIONS, output_dir=None,
-              model_name=None, on_start=None, on_drawing=None) -> RealReport:
+              work_size=None, line_input=None, regions=DEFAULT_REGIONS, background="model",
+              output_dir=None, model_name=None, on_start=None, on_drawing=None) -> RealReport:
     _check_options(max_side, strokes, figure_rows)
     out_dir = None if output_dir is None else Path(output_dir)
     _check_output(out_dir)
@@ -566,7 +568,7 @@ def _evaluate(mode, model, finder, folder, *, max_side=DEFAULT_MAX_SIDE,
     # Every image is read (and checked) before the model runs: a bad file fails in seconds.
     loaded = [(d, *load_drawing(d, max_side)) for d in drawings]
     colorizer = Colorizer(model, work_size=work_size, norm_stats=norm_stats,
-                          line_input=line_input, regions=regions)
+                          line_input=line_input, regions=regions, background=background)
     if on_start is not None:
         on_start(len(loaded))
     figs = _Figures(figure_rows)

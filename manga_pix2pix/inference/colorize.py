@@ -70,7 +70,7 @@ from manga_pix2pix.data.sketch import to_gray
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import IMAGE_SUFFIXES, list_images, read_image, write_image
 from manga_pix2pix.inference.loading import LoadedModel, load_model
-from manga_pix2pix.inference.regions import REGION_MODES, colour_regions
+from manga_pix2pix.inference.regions import BACKGROUNDS, REGION_MODES, colour_regions
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +411,8 @@ class Colorizer:
         regions: keep colours inside the line art's closed regions, and give stroked regions
             their stroke's colour: `off`, `shift`, `flat` or `auto` (see
             `manga_pix2pix.inference.regions`).
+        background: `model` (the default) or `paper`: with regions on, leave the unstroked
+            regions that touch the image border white.
     """
 
     def __init__(
@@ -420,14 +422,22 @@ class Colorizer:
         norm_stats: str = "moving",
         line_input: str | None = None,
         regions: str = DEFAULT_REGIONS,
+        background: str = "model",
     ):
         if work_size is not None and work_size < 8:
             raise UserError(f"--work-size: must be at least 8 pixels, got {work_size}")
         if regions not in REGION_MODES:
             raise UserError(f"--regions: must be one of {', '.join(REGION_MODES)}, "
                             f"got {regions!r}")
+        if background not in BACKGROUNDS:
+            raise UserError(f"--background: must be one of {', '.join(BACKGROUNDS)}, "
+                            f"got {background!r}")
+        if background == "paper" and regions == "off":
+            raise UserError("--background paper: needs the line art's regions; "
+                            "use --regions auto, flat or shift")
         self.model = model
         self.regions = regions
+        self.background = background
         generate = model.generator(norm_stats)
         self.settings = ColorizeSettings(
             image_size=model.image_size,
@@ -478,7 +488,7 @@ class Colorizer:
             if rgba.shape[:2] != (height, width):
                 rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_NEAREST)
             strokes, stroke_mask = rgba[..., :3], rgba[..., 3] > 0
-        return colour_regions(result, gray, strokes, stroke_mask, mode)
+        return colour_regions(result, gray, strokes, stroke_mask, mode, self.background)
 
 
 def _gray_on_white(image: np.ndarray) -> np.ndarray:
@@ -655,6 +665,7 @@ def colorize_paths(
     norm_stats: str = "moving",
     line_input: str | None = None,
     regions: str = DEFAULT_REGIONS,
+    background: str = "model",
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Colours sketch files (or folders of them) and writes the results; see `plan_jobs`.
@@ -673,7 +684,7 @@ def colorize_paths(
                         "drop --cues")
     colorizer = Colorizer(
         loaded, work_size=work_size, norm_stats=norm_stats, line_input=line_input,
-        regions=regions,
+        regions=regions, background=background,
     )
     # Only now, with inputs, model and settings checked, is anything created.
     for folder in sorted({job.output.parent for job in jobs}):

@@ -12,7 +12,8 @@ colouring respect the regions at the sketch's full resolution:
    specks) are left as they are.
 2. **Targets.** A region that holds at least `MIN_STROKE_PIXELS` pixels of a cue stroke takes
    the median colour of the stroke pixels in it (the artist said what colour it is); any other
-   region keeps the generator's colour for it, its median.
+   region keeps the generator's colour for it, its median, unless `background="paper"`: then
+   an unstroked region that touches the image border is left as paper (white).
 3. **Colour.** `mode="shift"` moves each region's colours by (target - the generator's median
    for the region), so the shading the generator drew inside it stays, and lines and tiny
    components are not changed. `mode="flat"` paints each region its target colour, and every
@@ -33,6 +34,10 @@ import numpy as np
 #: strokes or no cues, `off` with a full cue layer, which already gives every region's
 #: colours and their gradients; measured on real line-art pairs, see docs/results.md).
 REGION_MODES = ("off", "shift", "flat", "auto")
+#: What the regions touching the image border become when no stroke is in them: the model's
+#: colours (`model`, the default: most colour versions fill their background), or the
+#: line art's paper (`paper`: white, as a page left uncoloured around a figure).
+BACKGROUNDS = ("model", "paper")
 #: A pixel is a line where its gray is below this share of the paper's level.
 LINE_LEVEL = 0.90
 #: Stroke pixels a region needs before it takes the stroke's colour.
@@ -124,6 +129,7 @@ def colour_regions(
     strokes: np.ndarray | None = None,
     stroke_mask: np.ndarray | None = None,
     mode: str = "shift",
+    background: str = "model",
 ) -> np.ndarray:
     """Keeps colours inside the line art's closed regions (see the module docstring).
 
@@ -133,12 +139,16 @@ def colour_regions(
         strokes: uint8 RGB `[H, W, 3]` stroke colours (where `stroke_mask`), or None.
         stroke_mask: bool `[H, W]`, where a stroke was painted, or None.
         mode: one of `REGION_MODES` but `auto` (which `Colorizer` resolves).
+        background: one of `BACKGROUNDS`; with `paper`, each region that touches the border
+            and holds no stroke is painted white (in `shift` mode too: paper has no shading).
 
     Returns:
         uint8 RGB `[H, W, 3]`.
     """
     if mode not in REGION_MODES or mode == "auto":
         raise ValueError(f"mode: must be one of {REGION_MODES}, got {mode!r}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background: must be one of {BACKGROUNDS}, got {background!r}")
     if mode == "off":
         return result
     labels, count = line_regions(sketch_gray)
@@ -146,6 +156,7 @@ def colour_regions(
         return result
     model_median = _region_medians(result, labels, count)
     target = model_median.copy()
+    stroked = np.zeros(0, np.int64)
     if strokes is not None and stroke_mask is not None and stroke_mask.any():
         stroke_labels = np.where(stroke_mask, labels, 0)
         hits = np.bincount(stroke_labels.ravel(), minlength=count)
@@ -154,11 +165,18 @@ def colour_regions(
         if stroked.size:
             stroke_median = _region_medians(strokes, stroke_labels, count)
             target[stroked] = stroke_median[stroked]
-
+    paper = np.zeros(count, bool)
+    if background == "paper":
+        border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        paper[np.unique(border)] = True
+        paper[stroked] = False
+        paper[0] = False
+        target[paper] = 255.0
     inside = (labels > 0)[..., None]
     if mode == "flat":
         table = np.clip(np.round(target), 0, 255).astype(np.uint8)
         return _lines_over(table, labels, sketch_gray)
     shift = (target - model_median)[labels]
     colour = np.where(inside, result.astype(np.float32) + shift, result)
+    colour = np.where(paper[labels][..., None], 255.0, colour)
     return np.clip(np.round(colour), 0, 255).astype(np.uint8)

@@ -96,3 +96,26 @@ def test_flat_lines_are_the_nearest_regions_colour_times_the_line_level():
     # region's colour exactly, not the model's.
     assert labels[30, 6] == 0 and art[30, 6] == 250
     np.testing.assert_array_equal(out[30, 6], (10, 200, 30))
+
+
+@pytest.mark.parametrize("mode", ["flat", "shift"])
+def test_paper_background_leaves_unstroked_border_regions_white(mode):
+    art = two_boxes()
+    rng = np.random.default_rng(1)
+    result = rng.integers(60, 180, (60, 100, 3)).astype(np.uint8)
+    labels, _ = line_regions(art)
+    outside, left, right = labels[2, 2], labels[30, 25], labels[30, 75]
+    out = colour_regions(result, art, None, None, mode, background="paper")
+    assert (out[labels == outside] == 255).all()
+    assert not (out[labels == left] == 255).all()  # the boxes do not touch the border
+    np.testing.assert_array_equal(out[labels == right],
+                                  colour_regions(result, art, None, None, mode)[labels == right])
+    # A stroke in the background says what colour it is: it is not paper then.
+    strokes = np.zeros((60, 100, 3), np.uint8)
+    mask = np.zeros((60, 100), bool)
+    mask[1:3, 20:40] = True
+    strokes[mask] = (200, 30, 90)
+    stroked = colour_regions(result, art, strokes, mask, "flat", background="paper")
+    assert (stroked[labels == outside] == (200, 30, 90)).all()
+    with pytest.raises(ValueError, match="background"):
+        colour_regions(result, art, None, None, mode, background="white")
