@@ -671,7 +671,9 @@ def train(run_dir, preset_name, init_from, quiet, **options):
 @click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
               show_default=True, help="Batch-norm statistics (see colorize --help).")
 @click.option("--background", type=click.Choice(["model", "paper"]), default="model",
-              show_default=True, help="As colorize --background.")
+              show_default=True,
+              help="paper: the page's Paper background box starts checked (unstroked regions "
+                   "around the figure stay white; see colorize --help).")
 @click.option("--max-upload-mb", type=click.IntRange(min=1), default=25, show_default=True,
               help="Largest request accepted, in MB (sketch and cues together).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")

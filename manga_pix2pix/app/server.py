@@ -7,8 +7,10 @@ same decoding (`manga_pix2pix.imageio.decode_image`) and the same `Colorizer`.
 
 API:
     * `POST /api/colorize`: multipart form with `sketch` (an image file), optional `cues` (an
-      image, normally a PNG with alpha: strokes where alpha > 0) and optional `no_cues`
-      (`1`/`true`/`on`). Returns `image/png`, RGB at the sketch's size.
+      image, normally a PNG with alpha: strokes where alpha > 0), optional `no_cues`
+      (`1`/`true`/`on`) and optional `paper` (`1` or `0`: leave the unstroked regions around
+      the figure white, as `colorize --background paper`; default: `serve --background`).
+      Returns `image/png`, RGB at the sketch's size.
     * `GET /api/model`: the model's facts as JSON.
     * `GET /healthz`: `{"status": "ok"}`.
     Errors are JSON `{"error": "..."}`: 400 not an image, truncated or a malformed form; 403 a
@@ -77,7 +79,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ACCEPTED_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("", "0", "false", "off", "no")
-_FIELDS = ("sketch", "cues", "no_cues")
+_FIELDS = ("sketch", "cues", "no_cues", "paper")
 # Sent with every response: the page runs only its own files, in no frame of another site.
 _SECURITY_HEADERS = [
     (
@@ -138,6 +140,8 @@ class ModelInfo:
         norm_stats: batch norm's statistics at inference (`moving` or `image`).
         name: the model's file or folder name.
         kind: `run`, `keras` or `savedmodel`.
+        background: `model` or `paper`, what a request without a `paper` field gets (the
+            page's *Paper background* box starts checked with `paper`).
     """
 
     image_size: int
@@ -148,6 +152,7 @@ class ModelInfo:
     norm_stats: str
     name: str
     kind: str
+    background: str = "model"
 
 
 class ApiError(Exception):
@@ -327,7 +332,7 @@ async def _read_form(request: Request, settings: ServeSettings) -> dict[str, Any
         yield body
 
     parser = _InMemoryMultiPartParser(
-        request.headers, once(), max_files=2, max_fields=1, max_part_size=1024,
+        request.headers, once(), max_files=2, max_fields=2, max_part_size=1024,
         memory_bytes=settings.max_upload_bytes,
     )
     try:
@@ -384,15 +389,16 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(
-    colorize: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    colorize: Callable[[np.ndarray, np.ndarray | None, str], np.ndarray],
     info: ModelInfo,
     settings: ServeSettings | None = None,
 ) -> Starlette:
     """The ASGI app: the page, its static files and the API.
 
     Args:
-        colorize: uint8 sketch `[H, W, 3]` and optional uint8 RGBA cues -> uint8 RGB result;
-            called on one worker thread only (normally a `Colorizer`).
+        colorize: uint8 sketch `[H, W, 3]`, optional uint8 RGBA cues and the background
+            (`model` or `paper`) -> uint8 RGB result; called on one worker thread only
+            (normally a `Colorizer`).
         info: what `GET /api/model` reports.
         settings: limits and the bound address (default: `ServeSettings()`).
     """
@@ -417,7 +423,7 @@ def create_app(
             last_sketch.update(key=key, image=image)
         return last_sketch["image"]
 
-    def job(sketch_data: bytes, cue_data: bytes | None) -> bytes:
+    def job(sketch_data: bytes, cue_data: bytes | None, background: str) -> bytes:
         try:
             sketch = decode_sketch(sketch_data)
             cues = None
@@ -426,7 +432,7 @@ def create_app(
                                     max_pixels=settings.max_pixels)
         except UserError as err:
             raise ApiError(400, str(err)) from None
-        return encode_image(colorize(sketch, cues), ".png")
+        return encode_image(colorize(sketch, cues, background), ".png")
 
     async def colorize_endpoint(request: Request) -> Response:
         with worker.slot():
@@ -439,6 +445,9 @@ def create_app(
             sketch_data = await _image_bytes(fields["sketch"], "sketch")
             check_image_bytes(sketch_data, "sketch", settings.max_pixels)
             no_cues = _flag(fields["no_cues"], "no_cues") if "no_cues" in fields else False
+            paper = (_flag(fields["paper"], "paper") if "paper" in fields
+                     else info.background == "paper")
+            background = "paper" if paper else "model"
             cue_data = None
             if "cues" in fields and not no_cues:
                 if not info.uses_cues:
@@ -446,7 +455,9 @@ def create_app(
                                         "send no cues, or no_cues=1")
                 cue_data = await _image_bytes(fields["cues"], "cues")
                 check_image_bytes(cue_data, "cues", settings.max_pixels)
-            return await _answer(request, worker.submit(lambda: job(sketch_data, cue_data)))
+            return await _answer(
+                request, worker.submit(lambda: job(sketch_data, cue_data, background))
+            )
 
     async def _answer(request: Request, future: asyncio.Future) -> Response:
         async def client_gone():
@@ -570,6 +581,7 @@ def build_app(
         norm_stats=norm_stats,
         name=Path(model).resolve().name,
         kind=loaded.kind,
+        background=background,
     )
     return LoadedApp(create_app(colorizer, info, settings), info, settings)
 

@@ -429,12 +429,7 @@ class Colorizer:
         if regions not in REGION_MODES:
             raise UserError(f"--regions: must be one of {', '.join(REGION_MODES)}, "
                             f"got {regions!r}")
-        if background not in BACKGROUNDS:
-            raise UserError(f"--background: must be one of {', '.join(BACKGROUNDS)}, "
-                            f"got {background!r}")
-        if background == "paper" and regions == "off":
-            raise UserError("--background paper: needs the line art's regions; "
-                            "use --regions auto, flat or shift")
+        _check_background(background, regions)
         self.model = model
         self.regions = regions
         self.background = background
@@ -456,25 +451,33 @@ class Colorizer:
             input_signature=[image, image],
         )
 
-    def __call__(self, sketch: np.ndarray, cues: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, sketch: np.ndarray, cues: np.ndarray | None = None, background: str | None = None
+    ) -> np.ndarray:
         """Colours a uint8 sketch `[H, W, 1-4]` with optional cues; returns uint8 `[H, W, 3]`.
+
+        `background` (`model` or `paper`) overrides the one given at construction.
 
         Raises:
             UserError: cues given to a model trained without cues.
         """
+        background = background or self.background
+        if background != self.background:
+            _check_background(background, self.regions)
         sketch = _check_image(sketch, "sketch")
         if cues is None:
-            return self._in_regions(self._without_cues(sketch).numpy(), sketch, None)
+            return self._in_regions(self._without_cues(sketch).numpy(), sketch, None,
+                                    background)
         if not self.model.uses_cues:
             raise UserError(
                 f"{self.model.source}: this model was trained without cues (--no-cues); "
                 "colour without --cues"
             )
         cues = _check_image(cues, "cues")
-        return self._in_regions(self._with_cues(sketch, cues).numpy(), sketch, cues)
+        return self._in_regions(self._with_cues(sketch, cues).numpy(), sketch, cues, background)
 
     def _in_regions(
-        self, result: np.ndarray, sketch: np.ndarray, cues: np.ndarray | None
+        self, result: np.ndarray, sketch: np.ndarray, cues: np.ndarray | None, background: str
     ) -> np.ndarray:
         layer = cues is not None and not (cues.shape[2] in (2, 4) and cues[..., -1].min() < 255)
         mode = ("off" if layer else "flat") if self.regions == "auto" else self.regions
@@ -488,7 +491,16 @@ class Colorizer:
             if rgba.shape[:2] != (height, width):
                 rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_NEAREST)
             strokes, stroke_mask = rgba[..., :3], rgba[..., 3] > 0
-        return colour_regions(result, gray, strokes, stroke_mask, mode, self.background)
+        return colour_regions(result, gray, strokes, stroke_mask, mode, background)
+
+
+def _check_background(background: str, regions: str) -> None:
+    if background not in BACKGROUNDS:
+        raise UserError(f"--background: must be one of {', '.join(BACKGROUNDS)}, "
+                        f"got {background!r}")
+    if background == "paper" and regions == "off":
+        raise UserError("--background paper: needs the line art's regions; "
+                        "use --regions auto, flat or shift")
 
 
 def _gray_on_white(image: np.ndarray) -> np.ndarray:

@@ -216,6 +216,20 @@ def test_paint_two_strokes_and_download_what_colorize_reproduces(
     np.testing.assert_array_equal(no_cues, decode_image(out.read_bytes()))
     assert distance(no_cues[solid & left].mean(0), result[solid & left].mean(0)) > 30
 
+    # "Paper background" leaves the page around the figure white: `--background paper`.
+    n = seq(browser)
+    browser.find_element("id", "paper").click()
+    wait(browser, lambda d: idle_with_result(d, n), what="the result on paper")
+    run = CliRunner().invoke(main, ["colorize", str(sketch_path), "--no-cues", "--background",
+                                    "paper", "--model", str(stroke_run), "--work-size",
+                                    str(WORK_SIZE), "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    on_paper = shown_result(browser)
+    np.testing.assert_array_equal(on_paper, decode_image(out.read_bytes()))
+    assert (on_paper == 255).all(-1).sum() > (no_cues == 255).all(-1).sum() + 500
+    assert "paper background" in browser.find_element("id", "result-size").text.lower()
+    browser.find_element("id", "paper").click()
+
     # A narrow window shows one pane at a time, with a before/after switch.
     browser.set_window_size(640, 900)
     result_pane = browser.find_element("id", "result-pane")

@@ -103,10 +103,10 @@ class Gate:
         self.open = threading.Event()
         self.calls = 0
 
-    def __call__(self, sketch, cues):
+    def __call__(self, sketch, cues, background):
         self.calls += 1
         assert self.open.wait(30), "the test never opened the gate"
-        return self.colorizer(sketch, cues)
+        return self.colorizer(sketch, cues, background)
 
 
 def test_model_health_and_page(client):
@@ -134,6 +134,10 @@ def test_matches_the_colorize_command(client, stroke_run, tmp_path):
         (["--cues", str(cues_path)], {"cues": cues_path.read_bytes()}),
         (["--no-cues"], {}),
         (["--no-cues"], {"cues": cues_path.read_bytes(), "no_cues": "1"}),
+        (["--no-cues", "--background", "paper"], {"no_cues": "1", "paper": "1"}),
+        (["--cues", str(cues_path), "--background", "paper"],
+         {"cues": cues_path.read_bytes(), "paper": "on"}),
+        (["--no-cues"], {"paper": "0"}),
     ]
     results = []
     for cue_args, form in cases:
@@ -142,7 +146,7 @@ def test_matches_the_colorize_command(client, stroke_run, tmp_path):
                                            str(stroke_run), "--work-size", str(WORK_SIZE),
                                            "-o", str(out)])
         assert result.exit_code == 0, result.output
-        extra = {"no_cues": form["no_cues"]} if "no_cues" in form else {}
+        extra = {k: form[k] for k in ("no_cues", "paper") if k in form}
         response = post(client, sketch_path.read_bytes(), form.get("cues"), **extra)
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "image/png"
@@ -151,6 +155,8 @@ def test_matches_the_colorize_command(client, stroke_run, tmp_path):
         np.testing.assert_array_equal(served, decode_image(out.read_bytes()))
         results.append(served)
     assert np.abs(results[0].astype(int) - results[1]).max() > 20  # the cues mattered
+    # Paper left white around the figure: more white pixels than the model's own colours.
+    assert (results[3] == 255).all(-1).sum() > (results[1] == 255).all(-1).sum() + 500
 
 
 def test_other_formats_and_sizes_come_back_at_their_size(client):
@@ -188,6 +194,7 @@ def error_cases():
             "sketch": ("s.png", good, "image/png"), "cue": ("c.png", good, "image/png")}),
                           400, "unknown form field"),
         "bad no_cues": (lambda c: post(c, good, no_cues="maybe"), 400, "no_cues"),
+        "bad paper": (lambda c: post(c, good, paper="white"), 400, "paper"),
         "malformed form": (lambda c: c.post(
             "/api/colorize",
             content=b"--x\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--x--\r\n",

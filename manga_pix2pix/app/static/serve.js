@@ -30,6 +30,7 @@
     redo: $("redo"),
     clear: $("clear"),
     noCues: $("no-cues"),
+    paper: $("paper"),
     noCuesHint: $("no-cues-hint"),
     status: $("status"),
     message: $("message"),
@@ -167,6 +168,7 @@
     el.canvas.style.opacity = String(Number(el.opacity.value) / 100);
   });
   el.noCues.addEventListener("change", () => colorize());
+  el.paper.addEventListener("change", () => colorize());
 
   // --- the cue layer ----------------------------------------------------------------------
 
@@ -381,8 +383,10 @@
     setStatus("colouring…", true);
     const cues = cueBlob();
     const noCues = el.noCues.checked;
+    const paper = el.paper.checked;
     const form = new FormData();
     form.append("sketch", state.sketchFile, state.name);
+    form.append("paper", paper ? "1" : "0");
     if (noCues) {
       form.append("no_cues", "1");
     } else if (state.model.uses_cues) {
@@ -431,7 +435,7 @@
       el.result.hidden = false;
       el.resultEmpty.hidden = true;
       el.resultSize.textContent = el.result.naturalWidth + " × " + el.result.naturalHeight
-        + (noCues ? " · no cues" : "");
+        + (noCues ? " · no cues" : "") + (paper ? " · paper background" : "");
       fit();
       if (strokeEnd !== null) {
         state.timings.push({
@@ -617,6 +621,7 @@
       return;
     }
     const m = state.model;
+    el.paper.checked = m.background === "paper";
     el.modelInfo.textContent = `${m.name} · ${m.preset || "custom"} · ${m.image_size} px`
       + ` · work size ${m.work_size}` + (m.uses_cues ? "" : " · no-cues model");
     if (!m.uses_cues) {
