@@ -18,8 +18,9 @@ to the sketch's own size with its own lines on top:
 3. **Sketch op** (`line_input`). With `adaptive`, at the work scale the gray line art is
    normalised exactly like the paper's training sketch: the same adaptive threshold (OpenCV's,
    block 7, C 2), so a grey, anti-aliased or scanned drawing becomes the binary 0/255 sketch
-   such a model knows. With `grey` (models trained on other sketch styles), it is levelled
-   instead and keeps its grey lines (`grey_sketch`).
+   such a model knows. With `grey` (what the trainer records: it scores better on real line
+   art, whatever the training sketches), it is levelled instead and keeps its grey lines
+   (`grey_sketch`).
 4. **Cues.** An opaque cue image (no alpha, or alpha 255 everywhere) is a full cue layer: it is
    resized to the work scale and blurred with the training blur, so a flat-painted colour
    layer looks like the training cues; a layer that is already about as smooth is not blurred

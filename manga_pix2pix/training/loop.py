@@ -336,7 +336,7 @@ class Trainer:
             generator, discriminator = build_models(
                 config.model,
                 uses_cues=uses_cues,
-                line_input=training_data.line_input(config.data),
+                line_input=training_data.LINE_INPUT,
             )
             g_opt = make_optimizer(train, total_steps)
             d_opt = make_optimizer(train, total_steps)

@@ -94,6 +94,8 @@ def test_config_json_and_a_run_dir_with_another_model_is_refused(tmp_path):
     assert saved == json.loads(trainer.config.to_json())  # with the precision resolved
     model = keras.saving.load_model(tmp_path / "run" / "generator.keras")
     assert model.uses_cues and model.image_size == 32
+    # The paper's sketches, but colorize is told to show it levelled grey line art.
+    assert trainer.config.data.sketch_style == "adaptive" and model.line_input == "grey"
 
     wider = _config(1)
     wider.model.base_filters = 16
