@@ -22,6 +22,7 @@ from manga_pix2pix.dataset_build import pack
 from manga_pix2pix.imageio import decode_image
 from tfds_danbooru import dump
 from tfds_danbooru.danbooru import danbooru_dataset_builder as dbb
+from tfds_danbooru.danbooru import make_dummy_data, make_dummy_dump
 from tfds_danbooru.danbooru.make_dummy_dump import (
     MALFORMED_LINE,
     image_post,
@@ -289,3 +290,19 @@ def test_a_missing_beam_extra_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: packing a dump needs Apache Beam: pip install 'manga-pix2pix[beam]'")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module", [make_dummy_dump, make_dummy_data])
+def test_the_dummy_scripts_answer_help_and_bad_arguments_without_writing(
+    module, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--help"])
+    assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        module.main(["out", "extra", "arguments"])
+    assert stop.value.code == 2 and "error:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither took an option for a folder
+    module.main(["out"])
+    assert (tmp_path / "out").is_dir() and any((tmp_path / "out").iterdir())

@@ -10,9 +10,9 @@ points outside the folder; the builder must leave both out.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sqlite3
-import sys
 from pathlib import Path
 
 from manga_pix2pix.data.synthetic import synthetic_image, tags_of
@@ -61,6 +61,16 @@ def make_dummy_data(output: Path) -> None:
     (output / MANIFEST_NAME).chmod(0o644)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tfds_danbooru.danbooru.make_dummy_data",
+        description="Write the builder test's dummy manual dir (images and manifest).",
+    )
+    parser.add_argument("output_dir", type=Path, nargs="?", metavar="OUTPUT_DIR",
+                        default=Path(__file__).parent / "dummy_data",
+                        help="default: the dummy_data/ folder next to this file")
+    make_dummy_data(parser.parse_args(argv).output_dir)
+
+
 if __name__ == "__main__":
-    default = Path(__file__).parent / "dummy_data"
-    make_dummy_data(Path(sys.argv[1]) if len(sys.argv) > 1 else default)
+    main()

@@ -11,11 +11,11 @@ default rating filter leaves out while Danbooru2021's safe posts are kept.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import io
 import json
-import sys
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,6 +158,18 @@ def write_dump(root: Path, dump_format: str, posts: Sequence[DummyPost], *,
     return root
 
 
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tfds_danbooru.danbooru.make_dummy_dump",
+        description="Write a small fake Danbooru dump (synthetic drawings) into OUTPUT_DIR.",
+    )
+    parser.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    parser.add_argument("format", nargs="?", default="danbooru2021",
+                        choices=["danbooru2021", "danbooru2023"])
+    args = parser.parse_args(argv)
+    write_dump(args.output_dir, args.format, standard_posts(args.format),
+               extra_lines=[MALFORMED_LINE])
+
+
 if __name__ == "__main__":
-    fmt = sys.argv[2] if len(sys.argv) > 2 else "danbooru2021"
-    write_dump(Path(sys.argv[1]), fmt, standard_posts(fmt), extra_lines=[MALFORMED_LINE])
+    main()
