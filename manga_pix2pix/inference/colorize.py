@@ -460,11 +460,10 @@ class Colorizer:
         `background` (`model` or `paper`) overrides the one given at construction.
 
         Raises:
-            UserError: cues given to a model trained without cues.
+            UserError: cues given to a model trained without cues, or a bad `background`.
         """
         background = background or self.background
-        if background != self.background:
-            _check_background(background, self.regions)
+        _check_background(background, self.regions)
         sketch = _check_image(sketch, "sketch")
         if cues is None:
             return self._in_regions(self._without_cues(sketch).numpy(), sketch, None,

@@ -50,7 +50,8 @@ def paper_level(gray: np.ndarray) -> float:
 
 
 def line_regions(
-    gray: np.ndarray, close_gaps: int | None = None, min_area: float = 2e-4
+    gray: np.ndarray, close_gaps: int | None = None, min_area: float = 2e-4,
+    paper: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Labels the closed regions of line art.
 
@@ -59,6 +60,7 @@ def line_regions(
         close_gaps: pixels by which lines are thickened before the regions are found
             (None: 1 px per 512 px of the long side, at least 1).
         min_area: components smaller than this share of the image get label 0.
+        paper: `paper_level(gray)`, when the caller has it already.
 
     Returns:
         `(labels, count)`: int32 `[H, W]`, 0 on lines and tiny components, 1..count-1 for
@@ -66,7 +68,8 @@ def line_regions(
     """
     if close_gaps is None:
         close_gaps = max(1, round(max(gray.shape) / 512))
-    lines = (gray.astype(np.float32) < LINE_LEVEL * paper_level(gray)).astype(np.uint8)
+    paper = paper_level(gray) if paper is None else paper
+    lines = (gray.astype(np.float32) < LINE_LEVEL * paper).astype(np.uint8)
     if close_gaps > 0:
         size = 2 * close_gaps + 1
         lines = cv2.dilate(lines, np.ones((size, size), np.uint8))
@@ -106,9 +109,12 @@ def _region_medians(values: np.ndarray, labels: np.ndarray, count: int) -> np.nd
     return out
 
 
-def _lines_over(table: np.ndarray, labels: np.ndarray, gray: np.ndarray) -> np.ndarray:
+def _lines_over(
+    table: np.ndarray, labels: np.ndarray, gray: np.ndarray, paper: float
+) -> np.ndarray:
     """Each region its colour in `table`; every other pixel (lines, specks) the nearest
-    region's colour times the line art's level there, as a multiplied line layer would."""
+    region's colour times the line art's level there (gray / `paper`), as a multiplied line
+    layer would."""
     lines = labels == 0
     _, nearest = cv2.distanceTransformWithLabels(
         lines.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
@@ -119,7 +125,7 @@ def _lines_over(table: np.ndarray, labels: np.ndarray, gray: np.ndarray) -> np.n
     by_pixel[1:region_labels.size + 1] = region_labels
     out = np.take(table, labels, axis=0)  # 3x faster than table[labels]
     where = np.flatnonzero(lines)
-    level = np.clip(gray.ravel()[where].astype(np.float32) / paper_level(gray), 0.0, 1.0)
+    level = np.clip(gray.ravel()[where].astype(np.float32) / paper, 0.0, 1.0)
     colour = np.take(table, by_pixel[nearest.ravel()[where]], axis=0)
     out.reshape(-1, out.shape[-1])[where] = np.round(colour * level[:, None]).astype(np.uint8)
     return out
@@ -153,7 +159,8 @@ def colour_regions(
         raise ValueError(f"background: must be one of {BACKGROUNDS}, got {background!r}")
     if mode == "off":
         return result
-    labels, count = line_regions(sketch_gray)
+    paper_gray = paper_level(sketch_gray)
+    labels, count = line_regions(sketch_gray, paper=paper_gray)
     if count <= 1:
         return result
     model_median = _region_medians(result, labels, count)
@@ -177,7 +184,7 @@ def colour_regions(
     inside = (labels > 0)[..., None]
     if mode == "flat":
         table = np.clip(np.round(target), 0, 255).astype(np.uint8)
-        return _lines_over(table, labels, sketch_gray)
+        return _lines_over(table, labels, sketch_gray, paper_gray)
     shift = np.take(target - model_median, labels, axis=0)
     colour = np.where(inside, result.astype(np.float32) + shift, result)
     colour = np.where(np.take(paper, labels)[..., None], 255.0, colour)
