@@ -193,7 +193,7 @@ def cues(color, output, sigma):
                    "image size].")
 @click.option("--line-input", type=click.Choice(["adaptive", "grey"]), default=None,
               help="With --pairs/--lineart: as colorize --line-input [default: what the "
-                   "model was trained for].")
+                   "model records].")
 @click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
               show_default=True, help="With --pairs/--lineart: as colorize --regions.")
 @click.option("--background", type=click.Choice(["model", "paper"]), default="model",
@@ -339,8 +339,8 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, wo
                    "out washed out, typically with few or no cues.")
 @click.option("--line-input", type=click.Choice(["adaptive", "grey"]), default=None,
               help="How the line art is shown to the model: the paper's adaptive threshold, "
-                   "or grey lines levelled as drawn [default: what the model was trained "
-                   "for].")
+                   "or grey lines levelled as drawn [default: what the model records: grey "
+                   "for models trained by this release].")
 @click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
               show_default=True,
               help="Keep colours inside the line art's closed regions: flat (one colour per "

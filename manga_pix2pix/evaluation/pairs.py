@@ -527,7 +527,7 @@ def evaluate_pairs(
         figure_rows: pairs per figure (the first ones by name).
         norm_stats: batch norm's statistics, as `colorize --norm-stats`.
         work_size: `colorize --work-size` (default: the model's image size).
-        line_input: `colorize --line-input` (default: what the model was trained for).
+        line_input: `colorize --line-input` (default: what the model records).
         regions: `colorize --regions` (default `auto`, as colorize).
         background: `colorize --background` (default `model`).
         output_dir: where to write the report (created if missing); None writes nothing.

@@ -407,8 +407,8 @@ class Colorizer:
         model: from `load_model`.
         work_size: the short side at which colours are computed (default: the model's size).
         norm_stats: batch norm's statistics, `moving` or `image` (see `loading.NORM_STATS`).
-        line_input: `adaptive` or `grey` (see `LINE_INPUTS`); None: what the model was
-            trained for (`LoadedModel.line_input`).
+        line_input: `adaptive` or `grey` (see `LINE_INPUTS`); None: what the model records
+            (`LoadedModel.line_input`).
         regions: keep colours inside the line art's closed regions, and give stroked regions
             their stroke's colour: `off`, `shift`, `flat` or `auto` (see
             `manga_pix2pix.inference.regions`).
