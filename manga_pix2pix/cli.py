@@ -597,6 +597,10 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               help="Training cues: the paper's blurred truth, or an artist's: flat-colour "
                    "strokes and highlighter layers that do not trace the truth "
                    "[default: the preset's].")
+@click.option("--mosaic", "p_mosaic", type=click.FloatRange(min=0, max=1), default=None,
+              help="Share of training examples replaced by a 2 x 2 mosaic of the batch's "
+                   "images at half scale (small figures, as on a whole page) "
+                   "[default: the preset's].")
 @click.option("--upsample", type=click.Choice(["transpose", "resize"]), default=None,
               help="Generator up-sampling: the paper's transposed convolutions, or resize "
                    "then convolve (no checkerboard) [default: the preset's].")

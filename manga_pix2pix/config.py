@@ -93,6 +93,8 @@ class DataConfig:
         cue_style: `paper` (the truth blurred; partial cues cut out of it) or `artist`
             (highlighter layers that do not line up with the truth, flat-colour strokes of
             the median true colour under them); see `manga_pix2pix.data.cues`.
+        p_mosaic: the share of training examples replaced by a 2 x 2 mosaic of the batch's
+            images at half scale (`manga_pix2pix.data.derive.mosaic_batch`).
     """
 
     source: str = "synthetic"
@@ -111,8 +113,11 @@ class DataConfig:
     p_sketch_pencil: float = 0.5
     line_augment: bool = False
     cue_style: str = "paper"
+    p_mosaic: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.p_mosaic <= 1.0:
+            raise ValueError(f"p_mosaic: must be in [0, 1], got {self.p_mosaic}")
         if self.sketch_style not in SKETCH_STYLES:
             raise ValueError(
                 f"sketch_style: must be one of {SKETCH_STYLES}, got {self.sketch_style!r}"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from manga_pix2pix.config import PRESETS, Config, ModelConfig, TrainConfig, preset
+from manga_pix2pix.config import PRESETS, Config, DataConfig, ModelConfig, TrainConfig, preset
 from manga_pix2pix.errors import UserError
 
 
@@ -79,3 +79,10 @@ def test_unknown_preset_and_unknown_key_are_user_errors():
         preset("huge")
     with pytest.raises(UserError, match="config"):
         Config.from_dict({"model": {"image_size": 64, "colour": "red"}})
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_mosaic_share_outside_0_1_names_the_field(share):
+    with pytest.raises(ValueError, match="p_mosaic"):
+        DataConfig(p_mosaic=share)
+    assert DataConfig.__dataclass_fields__["p_mosaic"].default == 0.0

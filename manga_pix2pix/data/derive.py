@@ -64,6 +64,7 @@ LINE_STREAM = 4
 LINE_NOISE_STREAM = 5
 HIGHLIGHTER_STREAM = 6
 STROKE_STREAM = 7
+MOSAIC_STREAM = 8
 
 _M1 = 0x7FEB352D
 _M2 = 0x846CA68B
@@ -548,6 +549,43 @@ def artist_cues_batch(images_uint8: tf.Tensor, seeds: tf.Tensor, config: CueMask
         cues = tf.where(strokes, apply_mask(colours * 2.0 - 1.0, stroke_mask), cues)
         mask = tf.where(strokes, stroke_mask, mask)
     return cues, mask
+
+
+def mosaic_batch(images_uint8: tf.Tensor, seeds: tf.Tensor, share: float) -> tf.Tensor:
+    """Replaces a share of a batch's images by 2 x 2 mosaics of the batch at half scale.
+
+    Example `i`, when chosen (probability `share`, keyed by its seed alone), becomes the
+    images `i, i+1, i+2, i+3` (modulo the batch size) shrunk to half size (area average) and
+    tiled left to right, top to bottom. Face crops then also show figures at the scale of a
+    whole illustration shrunk to the model's size, several to a picture, as real pages do.
+    The mosaic is built before the sketch and cues are derived, so they follow it.
+
+    Args:
+        images_uint8: uint8 `[B, H, W, 3]`, H and W even.
+        seeds: int `[B, 2]`, one stateless seed per example.
+        share: probability in [0, 1] that an example becomes a mosaic.
+
+    Returns:
+        uint8 `[B, H, W, 3]`.
+    """
+    images_uint8 = tf.convert_to_tensor(images_uint8)
+    if images_uint8.dtype != tf.uint8:
+        raise ValueError(f"images_uint8: expected uint8, got {images_uint8.dtype.name}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share: must be in [0, 1], got {share}")
+    if share == 0.0:
+        return images_uint8
+    shape = tf.shape(images_uint8)
+    batch, height, width = shape[0], shape[1], shape[2]
+    half = tf.image.resize(tf.cast(images_uint8, tf.float32),
+                           tf.stack([height // 2, width // 2]), method="area")
+    tiles = tf.gather(half, (tf.range(batch)[:, None] + tf.range(4)[None, :]) % batch)
+    top = tf.concat([tiles[:, 0], tiles[:, 1]], axis=2)
+    bottom = tf.concat([tiles[:, 2], tiles[:, 3]], axis=2)
+    mosaic = tf.cast(tf.round(tf.clip_by_value(tf.concat([top, bottom], axis=1), 0.0, 255.0)),
+                     tf.uint8)
+    chosen = per_example_uniform(seeds, 1, MOSAIC_STREAM)[:, 0] < share
+    return tf.where(chosen[:, None, None, None], mosaic, images_uint8)
 
 
 def derive_batch(

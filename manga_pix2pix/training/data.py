@@ -16,6 +16,9 @@ input:
 * Example `n` of the stream (counted from the start of training) is augmented, and its cue mask
   drawn, by the stateless seed `(seed, n)`: the same whether the batch is derived on the host
   or in the train step on the device (`TrainConfig.derive_on`).
+* With `DataConfig.p_mosaic`, examples chosen by their seed become 2 x 2 mosaics of the
+  global batch at half scale (`mosaic_batch`), on the host, before the batch is derived or
+  split between replicas.
 
 So the stream from step `k` on is fully determined by the config and `k`: resuming at step `k`
 starts at epoch `k * B // N` and skips the examples already used in it, without preparing them.
@@ -32,6 +35,7 @@ import tensorflow as tf
 
 from manga_pix2pix.config import Config, DataConfig
 from manga_pix2pix.data.cues import NO_CUES, CueMaskConfig
+from manga_pix2pix.data.derive import mosaic_batch
 from manga_pix2pix.data.pipeline import (
     augment_image,
     derive_on_host,
@@ -252,6 +256,11 @@ def training_stream(
     ds = ds.skip(skip).enumerate(start=start)
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(global_batch_size, drop_remainder=True)
+    if config.data.p_mosaic > 0:
+        # On the global batch, before it is split: the same mosaics wherever it is derived.
+        share = config.data.p_mosaic
+        ds = ds.map(lambda b: {"image": mosaic_batch(b["image"], b["seed"], share),
+                               "seed": b["seed"]})
     if derive:
         ds = derive_on_host(ds, **derive_options(config.data))
     ds = ds.prefetch(tf.data.AUTOTUNE)

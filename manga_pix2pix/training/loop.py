@@ -614,7 +614,7 @@ def _drop_latest_checkpoint(manager: tf.train.CheckpointManager) -> None:
 #: Where each `build_config` override goes.
 _OVERRIDES = {
     "image_size": "model", "base_filters": "model", "norm": "model", "upsample": "model",
-    "sketch_style": "data", "line_augment": "data", "cue_style": "data",
+    "sketch_style": "data", "line_augment": "data", "cue_style": "data", "p_mosaic": "data",
     "source": "data", "data_dir": "data", "no_cues": "data", "complexity_ceiling": "data",
     "holdout_fraction": "data", "synthetic_count": "data",
     "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",

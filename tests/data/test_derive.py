@@ -217,3 +217,42 @@ def test_highlighter_layers_are_not_the_truth_blurred(make_natural_image):
     assert layers.shape == images.shape and layers.min() >= 0 and layers.max() <= 1
     differences = np.abs(layers - exact).mean(axis=(1, 2, 3))
     assert np.all(differences > 1e-3) and len(set(np.round(differences, 6))) == 6
+
+
+def _mosaic_reference(images, i):
+    """Images i..i+3 (mod B) shrunk to half by 2 x 2 averages and tiled, in NumPy."""
+    n, h, w, _ = images.shape
+    halves = [images[(i + k) % n].astype(np.float64).reshape(h // 2, 2, w // 2, 2, 3)
+              .mean(axis=(1, 3)) for k in range(4)]
+    tiled = np.concatenate([np.concatenate(halves[:2], 1), np.concatenate(halves[2:], 1)], 0)
+    return np.round(tiled)
+
+
+def test_mosaic_tiles_the_batch_at_half_scale_for_the_chosen_examples(make_natural_image):
+    images = _images(make_natural_image, 5)[:, :16, :16]
+    seeds = tf.constant([[3, s] for s in range(5)], tf.int64)
+    every = derive.mosaic_batch(images, seeds, 1.0).numpy()
+    assert every.dtype == np.uint8 and every.shape == images.shape
+    for i in range(5):
+        np.testing.assert_allclose(every[i], _mosaic_reference(images, i), atol=1)
+    np.testing.assert_array_equal(derive.mosaic_batch(images, seeds, 0.0).numpy(), images)
+    # Half the examples, chosen by each one's seed; the others are left as they were.
+    half = derive.mosaic_batch(images, seeds, 0.5).numpy()
+    chosen = derive.per_example_uniform(seeds, 1, derive.MOSAIC_STREAM).numpy()[:, 0] < 0.5
+    for i in range(5):
+        np.testing.assert_array_equal(half[i], every[i] if chosen[i] else images[i])
+    with pytest.raises(ValueError, match="share"):
+        derive.mosaic_batch(images, seeds, 1.5)
+
+
+def test_mosaic_in_dataset_map_and_its_share(make_natural_image):
+    images = np.tile(_images(make_natural_image, 4)[:, :8, :8], (100, 1, 1, 1))
+    seeds = np.stack([np.full(400, 9), np.arange(400)], 1).astype(np.int64)
+    eager = derive.mosaic_batch(images, seeds, 0.3).numpy()
+    ds = tf.data.Dataset.from_tensors((images, seeds)).map(
+        lambda x, s: derive.mosaic_batch(x, s, 0.3))
+    np.testing.assert_array_equal(next(iter(ds)).numpy(), eager)
+    changed = np.mean([not np.array_equal(a, b) for a, b in zip(eager, images, strict=True)])
+    assert 0.22 < changed < 0.38
+    other = derive.mosaic_batch(images, seeds + [1, 0], 0.3).numpy()
+    assert not np.array_equal(other, eager)

@@ -116,3 +116,20 @@ def test_host_and_device_derivation_give_the_same_batches(no_cues):
         for key in ("image", "sketch", "cues", "cue_mask"):
             np.testing.assert_allclose(derived[key].numpy(), a[key].numpy(), atol=1e-6)
         np.testing.assert_array_equal(b["image"].numpy(), np.round((a["image"] + 1) * 127.5))
+
+
+def test_mosaics_are_made_before_derivation_and_resume_exactly():
+    config = _config(p_mosaic=1.0)
+    data = load_training_data(config, 2)
+    plain = _images(_config(), data, 0, 2)
+    mosaic = _images(config, data, 0, 2)
+    # Every example is its batch's two images, shrunk and tiled (batch 2: i, i+1, i, i+1).
+    half = plain[0].reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+    top = np.concatenate([half[0], half[1]], 1)
+    # The images are in [-1, 1]: compare on uint8 levels, within the rounding.
+    np.testing.assert_allclose((mosaic[0][0, :16] + 1) * 127.5, (top + 1) * 127.5, atol=1.5)
+    np.testing.assert_allclose(mosaic[0][0, 16:], mosaic[0][0, :16], atol=1e-6)
+    resumed = _images(config, data, 1, 1)
+    np.testing.assert_array_equal(resumed[0], mosaic[1])
+    raw = next(iter(training_stream(config, data, 2, derive=False)))
+    np.testing.assert_array_equal(np.round((mosaic[0] + 1) * 127.5), raw["image"].numpy())
