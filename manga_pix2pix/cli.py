@@ -87,6 +87,27 @@ def user_errors(func):
     return wrapper
 
 
+class Duration(click.ParamType):
+    """A length of time as `90s`, `20m`, `1.5h` or a bare number of minutes; in seconds."""
+
+    name = "duration"
+    _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        scale = self._UNITS.get(text[-1:], None)
+        number = text[:-1] if scale else text
+        try:
+            seconds = float(number) * (scale or 60.0)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds > 0 or seconds == float("inf"):
+            self.fail(f"{value!r} is not a positive time such as 90s, 20m or 1.5h", param, ctx)
+        return seconds
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="manga-pix2pix")
 def main():
@@ -568,6 +589,11 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               help="Passes over the training images [default: the preset's].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Train steps in all (instead of --epochs).")
+@click.option("--time-limit", "time_limit_s", type=Duration(), default=None,
+              help="Train for this long (e.g. 20m, 90s, 1.5h; a bare number is minutes), "
+                   "counted from the start: the steps are fitted to the speed measured in "
+                   "the first minutes, so a linear decay ends on time. With --steps or "
+                   "--epochs, at most that many. A resumed run keeps its fitted length.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Global batch size, split over replicas [default: the preset's].")
 @click.option("--image-size", type=click.IntRange(min=32, max=1024), default=None,

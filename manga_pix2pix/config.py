@@ -132,8 +132,12 @@ class TrainConfig:
 
     Attributes:
         batch_size: global batch size (split over replicas).
-        epochs: passes over the training data (ignored when `steps` is set).
+        epochs: passes over the training data (ignored when `steps` is set). None only
+            with `time_limit_s`: the steps are then whatever fits in the time.
         steps: total train steps; when set it takes precedence over `epochs`.
+        time_limit_s: wall-clock seconds a training session may take, or None. The run's
+            length is then fitted to the time (see `training.loop.fit_steps`), at most
+            `steps` or `epochs` when one is set, and recorded in `steps` once fixed.
         learning_rate: Adam learning rate for both networks (paper: 2e-4).
         beta_1: Adam beta_1 (paper: 0.5).
         l1_weight: weight of the L1 term in the generator loss (paper: 100).
@@ -156,8 +160,9 @@ class TrainConfig:
     """
 
     batch_size: int = 4
-    epochs: int = 20
+    epochs: int | None = 20
     steps: int | None = None
+    time_limit_s: float | None = None
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     l1_weight: float = 100.0
@@ -175,6 +180,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be positive, got {self.batch_size}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError(f"time_limit_s: must be positive, got {self.time_limit_s}")
+        if self.epochs is None and self.steps is None and self.time_limit_s is None:
+            raise ValueError("epochs: needed when neither steps nor time_limit_s is set")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
         if self.derive_on not in DERIVE_ON:

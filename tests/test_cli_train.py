@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from manga_pix2pix.cli import main
+from manga_pix2pix.cli import Duration, main
 from manga_pix2pix.config import Config
 
 SMOKE = ["train", "--preset", "smoke", "--synthetic-count", "8"]
@@ -25,7 +25,8 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--data", "--data-dir", "--no-cues", "--preset", "--epochs", "--steps",
                    "--batch-size", "--image-size", "--run-dir", "--init-from", "--strategy",
-                   "--tpu", "--precision", "--xla", "--seed", "--quiet", "--holdout-fraction"):
+                   "--tpu", "--precision", "--xla", "--seed", "--quiet", "--holdout-fraction",
+                   "--time-limit"):
         assert option in result.output, option
     assert "Example:" in result.output
 
@@ -105,6 +106,12 @@ def test_no_cues_trains_a_cue_free_model(tmp_path):
     assert json.loads((run / "config.json").read_text())["data"]["no_cues"] is True
 
 
+@pytest.mark.parametrize("text, seconds", [("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0),
+                                           ("2", 120.0), (" 30S ", 30.0)])
+def test_a_time_limit_reads_seconds_minutes_or_hours(text, seconds):
+    assert Duration().convert(text, None, None) == seconds
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -114,6 +121,9 @@ def test_no_cues_trains_a_cue_free_model(tmp_path):
         (["--image-size", "48"], "image_size: must be a power of two"),
         (["--batch-size", "16"], "fewer than one batch of 16"),
         (["--strategy", "multi-worker"], "needs TF_CONFIG"),
+        (["--time-limit", "0"], "not a positive time"),
+        (["--time-limit", "20 minutes"], "not a positive time"),
+        (["--time-limit", "infh"], "not a positive time"),
     ],
 )
 def test_bad_requests_are_one_line_errors(tmp_path, monkeypatch, args, message):

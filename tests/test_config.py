@@ -86,3 +86,12 @@ def test_a_mosaic_share_outside_0_1_names_the_field(share):
     with pytest.raises(ValueError, match="p_mosaic"):
         DataConfig(p_mosaic=share)
     assert DataConfig.__dataclass_fields__["p_mosaic"].default == 0.0
+
+
+@pytest.mark.parametrize("limit", [0.0, -5.0])
+def test_a_time_limit_must_be_positive_and_a_run_needs_some_length(limit):
+    with pytest.raises(ValueError, match="time_limit_s"):
+        TrainConfig(time_limit_s=limit)
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=None)
+    assert TrainConfig(epochs=None, time_limit_s=60.0).steps is None

@@ -78,6 +78,16 @@ GENERATOR_FILE = "generator.keras"
 SUMMARY_FILE = "train_summary.json"
 LOCK_FILE = ".lock"
 
+#: With a time limit: the share of it kept back for the last checkpoint and the generator.
+TIME_RESERVE = 0.02
+#: With a time limit, the speed is measured over at least this many steps, and this share of
+#: the limit (at most 30 s), before the run's length is fitted to it.
+FIT_MIN_STEPS = 5
+FIT_MIN_SHARE = 0.05
+#: The linear decay's length before a time-limited run has fitted its own (the rate stays
+#: constant until half of it).
+UNFITTED_STEPS = 2**31
+
 #: Model fields whose change makes a checkpoint unusable (weights of other shapes).
 SHAPE_FIELDS = ("image_size", "base_filters", "norm", "sketch_channels", "cue_channels",
                 "use_cue_mask")
@@ -157,6 +167,17 @@ def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
     if changed:
         log.warning("resuming %s with changed settings (%s): the rest of the run will differ "
                     "from the original plan", run_dir, ", ".join(changed))
+
+
+def fit_steps(step: int, steps_per_second: float, seconds_left: float,
+              cap: int | None = None) -> int:
+    """The length of a run that fits a time limit.
+
+    The steps done, plus those the time left allows at the measured speed (at least one), at
+    most `cap`.
+    """
+    total = step + max(1, int(seconds_left * steps_per_second))
+    return min(total, cap) if cap else total
 
 
 class _Progress:
@@ -263,6 +284,9 @@ class Trainer:
         self.quiet = quiet
         self.generator: keras.Model | None = None
         self.discriminator: keras.Model | None = None
+        # Whether the run's length is known (always, but for a time-limited run before its
+        # speed is measured).
+        self.fitted = False
 
     def _echo(self, message: str) -> None:
         if not self.quiet and self.chief:
@@ -275,6 +299,9 @@ class Trainer:
             UserError: an unusable run directory or `init_from`, no training data, a batch
                 that does not split over the replicas, or losses that stopped being finite.
         """
+        # A time limit counts from here: loading the data and compiling the step are part of
+        # the time the user waits.
+        self.began = time.monotonic()
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise UserError(f"{self.run_dir}: exists and is not a folder")
         saved = read_run_config(self.run_dir)
@@ -291,13 +318,27 @@ class Trainer:
         )
         if saved is not None and has_weights:
             check_resumable(saved, self.config, self.run_dir)
+            self._keep_fitted_length(saved)
         train = self.config.train
+        if train.time_limit_s is not None and strategy_name(self.strategy) == "multi-worker":
+            raise UserError("--time-limit cannot be used with several workers (each would fit "
+                            "its own length); give --steps")
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise UserError(f"--batch-size {train.batch_size} does not split over {replicas} "
                             "replicas; use a multiple of it")
         with precision_policy(train.precision):
             return self._run()
+
+    def _keep_fitted_length(self, saved: Config) -> None:
+        """A resumed time-limited run keeps the length it fitted (recorded in `steps`)."""
+        train = self.config.train
+        if (train.time_limit_s is not None and train.steps is None and train.epochs is None
+                and saved.train.time_limit_s is not None and saved.train.steps is not None):
+            self.config = dataclasses.replace(
+                self.config, train=dataclasses.replace(train, steps=saved.train.steps)
+            )
+            self.fitted = True
 
     def _resolve_precision(self, saved: Config | None) -> None:
         """Replaces a precision of `auto` by the concrete one (so `config.json` records it).
@@ -319,7 +360,11 @@ class Trainer:
         batch = train.batch_size
         keras.utils.set_random_seed(train.seed)
         data = training_data.load_training_data(config, batch)
-        total_steps = train.steps if train.steps else train.epochs * data.steps_per_epoch
+        # With a time limit, an upper bound (or None) until the loop fits the length.
+        total_steps = train.steps or (train.epochs * data.steps_per_epoch if train.epochs
+                                      else None)
+        if train.time_limit_s is None:
+            self.fitted = True
         if self.chief:
             run_dir.mkdir(parents=True, exist_ok=True)
         with _exclusive(run_dir, self.chief):
@@ -333,13 +378,17 @@ class Trainer:
         batch = train.batch_size
         uses_cues = not config.data.no_cues
         with strategy.scope():
+            # The linear decay's length: fixed, or set by the loop once it has fitted it.
+            length = (total_steps if self.fitted else
+                      tf.Variable(total_steps or UNFITTED_STEPS, dtype=tf.int64,
+                                  trainable=False, name="total_steps"))
             generator, discriminator = build_models(
                 config.model,
                 uses_cues=uses_cues,
                 line_input=training_data.LINE_INPUT,
             )
-            g_opt = make_optimizer(train, total_steps)
-            d_opt = make_optimizer(train, total_steps)
+            g_opt = make_optimizer(train, length)
+            d_opt = make_optimizer(train, length)
             # The optimisers must know every variable before the first (traced) step.
             g_opt.build(generator.trainable_variables)
             d_opt.build(discriminator.trainable_variables)
@@ -375,7 +424,7 @@ class Trainer:
                 # uses the one asked for now (e.g. lower, after the losses went NaN).
                 g_opt.learning_rate = train.learning_rate
                 d_opt.learning_rate = train.learning_rate
-            return self._loop(data, total_steps, train_step, step_var, manager, origin)
+            return self._loop(data, total_steps, length, train_step, step_var, manager, origin)
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -435,25 +484,38 @@ class Trainer:
         self._echo(f"Starting from the generator weights of {source}")
         return f"init-from {source}"
 
-    def _loop(self, data, total_steps, train_step, step_var, manager, origin) -> dict[str, Any]:
+    def _loop(self, data, total_steps, length, train_step, step_var, manager,
+              origin) -> dict[str, Any]:
         config, train = self.config, self.config.train
         run_dir, strategy, chief = self.run_dir, self.strategy, self.chief
         batch, per_epoch = train.batch_size, data.steps_per_epoch
         start = int(step_var.numpy())
+        limit = train.time_limit_s
+        cap = total_steps
+        if not self.fitted:
+            # Until the fit below, the loop runs on (the learning rate stays constant).
+            total_steps = cap or UNFITTED_STEPS
         writer = (tf.summary.create_file_writer(str(run_dir / LOG_DIR)) if chief
                   else tf.summary.create_noop_writer())
         if chief:
             (run_dir / PREVIEW_DIR).mkdir(exist_ok=True)
         progress = _Progress(total_steps, start, batch, enabled=not self.quiet and chief)
-        self._echo(
-            f"Training {total_steps} steps ({total_steps / per_epoch:.3g} epochs of "
-            f"{data.num_images} images, batch {batch}) on {device_description(strategy)}"
-        )
+        images = f"{data.num_images} images, batch {batch}"
+        if self.fitted:
+            plan = f"{total_steps} steps ({total_steps / per_epoch:.3g} epochs of {images})"
+            if limit is not None:
+                plan += f", at most {_duration(limit)} this session"
+        else:
+            bound = f", at most {cap}" if cap else ""
+            plan = f"for {_duration(limit)} (steps fitted to the measured speed{bound}; {images})"
+        self._echo(f"Training {plan} on {device_description(strategy)}")
         self._echo(f"Precision: {train.precision} ({self.precision_reason}); examples derived "
                    f"on the {train.derive_on}")
         losses: dict[str, float] = {}
         step_time, timed_steps = 0.0, 0
         began = time.monotonic()
+        timed_from: float | None = None  # the wall clock after the session's first step
+        stopped_by = "steps"
         if start < total_steps:
             stream = training_data.training_stream(config, data, batch, start_step=start,
                                                    derive=train.derive_on == "host")
@@ -469,6 +531,8 @@ class Trainer:
                 if step > start + 1:  # the first step of a session traces and compiles
                     step_time += seconds
                     timed_steps += 1
+                else:
+                    timed_from = time.monotonic()
                 if not all(math.isfinite(v) for v in losses.values()):
                     self._diverged(step, losses, manager)
                 progress.step(step, losses)
@@ -481,6 +545,15 @@ class Trainer:
                     progress.epoch(epoch, step, losses)
                     if chief:
                         self._preview(writer, epoch, step, data)
+                if limit is None:
+                    continue
+                now = time.monotonic()
+                if not self.fitted:
+                    total_steps = self._fit(step, start, timed_from, now, cap, length,
+                                            total_steps, progress)
+                if step < total_steps and now - self.began >= limit * (1 - TIME_RESERVE):
+                    stopped_by = "time limit"
+                    break
         except KeyboardInterrupt:
             # The counter moves inside the step, so the state is always that of `step` steps.
             if int(step_var.numpy()) > 0:
@@ -489,6 +562,9 @@ class Trainer:
             raise UserError(f"interrupted at step {int(step_var.numpy())}; run the same "
                             "command again to resume") from None
         progress.close()
+        if stopped_by == "time limit":
+            self._echo(f"Time limit reached at step {step} of {total_steps}; run the same "
+                       "command again to go on")
         if manager.latest_checkpoint is None or int(step_var.numpy()) != _ckpt_step(manager):
             manager.save(checkpoint_number=int(step_var.numpy()))
         writer.flush()
@@ -499,6 +575,8 @@ class Trainer:
             "images_per_second": round(timed_steps * batch / step_time, 3) if step_time else None,
             "final_losses": {k: round(v, 6) for k, v in losses.items()},
             "wall_time_seconds": round(time.monotonic() - began, 2),
+            # From the start of `run`, as a time limit counts.
+            "session_seconds": round(time.monotonic() - self.began, 2),
             "device": device_description(strategy),
             "strategy": strategy_name(strategy),
             "precision": train.precision,
@@ -510,6 +588,11 @@ class Trainer:
             "steps_per_epoch": per_epoch,
             "started_from": origin,
             "uses_cues": not config.data.no_cues,
+            "planned_steps": total_steps,
+            "stopped_by": stopped_by,
+            "time_limit_seconds": limit,
+            "final_learning_rate": float(
+                keras.ops.convert_to_numpy(train_step.g_optimizer.learning_rate)),
         }
         if chief:
             _save_generator(self.generator, run_dir / GENERATOR_FILE)
@@ -517,6 +600,36 @@ class Trainer:
                                (json.dumps(summary, indent=2) + "\n").encode())
         # Not part of train_summary.json: whether this process wrote the run directory.
         return dict(summary, wrote_run_dir=chief)
+
+    def _fit(self, step, start, timed_from, now, cap, length, total_steps, progress) -> int:
+        """Fits a time-limited run's length to the speed measured so far in this session.
+
+        Refitted at every step while the learning rate is still constant (before half of the
+        length), so the decay, once it begins, follows one fixed length; that length is then
+        recorded in `config.json` (`steps`), and a resumed run keeps it. Returns the steps
+        the loop runs to.
+        """
+        limit = self.config.train.time_limit_s
+        timed = step - start - 1
+        if timed_from is None or timed < 1 or now <= timed_from:
+            return total_steps
+        left = limit * (1 - TIME_RESERVE) - (now - self.began)
+        estimate = fit_steps(step, timed / (now - timed_from), left, cap)
+        progress.total = estimate
+        if timed < FIT_MIN_STEPS or now - timed_from < min(30.0, FIT_MIN_SHARE * limit):
+            return total_steps  # too few steps timed yet to fix anything on them
+        total_steps = estimate
+        length.assign(total_steps)
+        if 2 * step >= total_steps:
+            self.fitted = True
+            train = dataclasses.replace(self.config.train, steps=total_steps)
+            self.config = dataclasses.replace(self.config, train=train)
+            if self.chief:
+                write_bytes_atomic(self.run_dir / CONFIG_FILE, self.config.to_json().encode())
+            if progress.tty:
+                click.echo("", err=True)  # below the progress bar's line
+            self._echo(f"Fitted to the time limit: {total_steps} steps in all")
+        return total_steps
 
     def _diverged(self, step: int, losses: dict[str, float], manager) -> None:
         # The losses of step `step` are those of the weights after step `step - 1`: a
@@ -549,6 +662,15 @@ class Trainer:
 
 # TensorBoard's own summary ops live in the `tensorboard` package; these write the same
 # events with TensorFlow alone, so training does not depend on it (viewing them does).
+def _duration(seconds: float) -> str:
+    """`90 s`, `20 min`, `1.5 h`."""
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
+
+
 def _plugin_metadata(plugin: str) -> tf.compat.v1.SummaryMetadata:
     return tf.compat.v1.SummaryMetadata(
         plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name=plugin)
@@ -619,7 +741,7 @@ _OVERRIDES = {
     "holdout_fraction": "data", "synthetic_count": "data",
     "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",
     "lr_decay": "train", "seed": "train", "precision": "train", "xla": "train",
-    "derive_on": "train",
+    "derive_on": "train", "time_limit_s": "train",
     "strategy": "train", "tpu": "train", "checkpoint_every": "train",
 }
 
@@ -647,6 +769,10 @@ def build_config(preset_name: str, **overrides: Any) -> Config:
         config[_OVERRIDES[key]][key] = value
     if overrides.get("steps") is None and overrides.get("epochs") is not None:
         config["train"]["steps"] = None
+    if (overrides.get("time_limit_s") is not None and overrides.get("steps") is None
+            and overrides.get("epochs") is None):
+        # "Train for 20 minutes": the preset's length is no bound.
+        config["train"]["steps"] = config["train"]["epochs"] = None
     try:
         return Config.from_dict(config)
     except ValueError as err:

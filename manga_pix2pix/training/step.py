@@ -33,7 +33,9 @@ class SecondHalfLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Args:
         learning_rate: the initial rate.
-        total_steps: the length of the run, in optimiser steps.
+        total_steps: the length of the run, in optimiser steps: an int, or an integer
+            `tf.Variable` read at every step (a time-limited run sets it once it has
+            measured its speed, while the rate is still constant).
     """
 
     def __init__(self, learning_rate: float, total_steps: int):
@@ -47,7 +49,10 @@ class SecondHalfLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.learning_rate * (1.0 - fraction)
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps}
+        total = self.total_steps
+        if isinstance(total, tf.Variable):
+            total = int(total.numpy())
+        return {"learning_rate": self.learning_rate, "total_steps": total}
 
 
 def _handle(variable):
@@ -89,8 +94,11 @@ class FusedAdam(keras.optimizers.Adam):
         )
 
 
-def make_optimizer(train: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+def make_optimizer(train: TrainConfig,
+                   total_steps: int | tf.Variable) -> keras.optimizers.Optimizer:
     """One Adam optimiser as configured (wrapped for loss scaling under `mixed_float16`).
+
+    `total_steps` is the run's length for the linear decay (see `SecondHalfLinearDecay`).
 
     Build it inside `strategy.scope()`, after the model it trains has its variables.
     """

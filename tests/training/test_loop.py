@@ -177,6 +177,52 @@ def test_build_config_applies_overrides_and_checks_them(tmp_path):
         build_config("smoke", image_size=48)
     with pytest.raises(UserError, match="unknown preset"):
         build_config("huge")
+    # "Train for 20 minutes": the preset's length is no bound; --steps or --epochs still are.
+    timed = build_config("small", time_limit_s=1200.0)
+    assert timed.train.steps is None and timed.train.epochs is None
+    assert build_config("small", time_limit_s=60.0, steps=7).train.steps == 7
+    assert build_config("small", time_limit_s=60.0, epochs=2).train.epochs == 2
+
+
+def test_fit_steps_fits_the_time_left_at_the_speed_and_keeps_to_the_cap():
+    assert loop.fit_steps(100, 4.0, 50.0) == 300
+    assert loop.fit_steps(100, 4.0, 50.0, cap=250) == 250
+    # Out of time: one step more, never fewer than done.
+    assert loop.fit_steps(100, 4.0, -3.0) == 101
+
+
+def test_a_time_limited_run_fits_its_length_to_the_time_and_keeps_it(tmp_path):
+    limit = 20.0
+    config = build_config("smoke", synthetic_count=8, time_limit_s=limit, lr_decay="linear")
+    assert config.train.steps is None and config.train.epochs is None
+    summary = Trainer(config, tmp_path / "run", quiet=True).run()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    planned = summary["planned_steps"]
+    # The length was fixed (and recorded) before the decay began, from the measured speed.
+    assert saved["train"]["steps"] == planned and planned > 20
+    assert summary["session_seconds"] <= limit + 2.0
+    if summary["stopped_by"] == "steps":  # the usual case: the decay ended on time
+        assert summary["steps"] == planned and summary["final_learning_rate"] == 0.0
+        assert summary["session_seconds"] >= 0.5 * limit
+    else:  # the machine slowed down in the second half
+        assert summary["stopped_by"] == "time limit" and summary["steps"] < planned
+    # Run again, the same command resumes to the same fitted length.
+    again = build_config("smoke", synthetic_count=8, time_limit_s=limit, lr_decay="linear")
+    resumed = Trainer(again, tmp_path / "run", quiet=True).run()
+    assert resumed["planned_steps"] == planned and resumed["steps"] == planned
+
+
+def test_a_time_limit_stops_a_longer_run_and_it_resumes_from_there(tmp_path):
+    config = build_config("smoke", synthetic_count=8, time_limit_s=6.0, steps=10**6)
+    summary = Trainer(config, tmp_path / "run", quiet=True).run()
+    assert summary["stopped_by"] == "time limit" and 1 <= summary["steps"] < 10**6
+    assert summary["planned_steps"] == 10**6
+    state = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert state.endswith(f"ckpt-{summary['steps']}")
+    assert (tmp_path / "run" / "generator.keras").is_file()
+    resumed = Trainer(_config(summary["steps"] + 2), tmp_path / "run", quiet=True).run()
+    assert resumed["started_from"] == f"checkpoint at step {summary['steps']}"
+    assert resumed["steps"] == summary["steps"] + 2
 
 
 def test_auto_precision_is_resolved_printed_recorded_and_kept_on_resume(tmp_path, capsys,
