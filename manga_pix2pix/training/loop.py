@@ -287,6 +287,7 @@ class Trainer:
         # Whether the run's length is known (always, but for a time-limited run before its
         # speed is measured).
         self.fitted = False
+        self.fixed_at: tuple[int, float] | None = None  # (step, wall clock) when it was fixed
 
     def _echo(self, message: str) -> None:
         if not self.quiet and self.chief:
@@ -378,8 +379,9 @@ class Trainer:
         batch = train.batch_size
         uses_cues = not config.data.no_cues
         with strategy.scope():
-            # The linear decay's length: fixed, or set by the loop once it has fitted it.
-            length = (total_steps if self.fitted else
+            # The linear decay's length: fixed, or (with a time limit) a variable the loop
+            # fits to the time, and shortens if the machine slows down.
+            length = (total_steps if train.time_limit_s is None else
                       tf.Variable(total_steps or UNFITTED_STEPS, dtype=tf.int64,
                                   trainable=False, name="total_steps"))
             generator, discriminator = build_models(
@@ -548,9 +550,8 @@ class Trainer:
                 if limit is None:
                     continue
                 now = time.monotonic()
-                if not self.fitted:
-                    total_steps = self._fit(step, start, timed_from, now, cap, length,
-                                            total_steps, progress)
+                total_steps = self._fit(step, start, timed_from, now, cap, length,
+                                        total_steps, progress)
                 if step < total_steps and now - self.began >= limit * (1 - TIME_RESERVE):
                     stopped_by = "time limit"
                     break
@@ -562,9 +563,13 @@ class Trainer:
             raise UserError(f"interrupted at step {int(step_var.numpy())}; run the same "
                             "command again to resume") from None
         progress.close()
+        planned = total_steps if total_steps != UNFITTED_STEPS else None
+        if self.fitted and limit is not None and planned != self.config.train.steps:
+            self._record_length(planned)  # shortened since it was fixed
         if stopped_by == "time limit":
-            self._echo(f"Time limit reached at step {step} of {total_steps}; run the same "
-                       "command again to go on")
+            of = f" of {planned}" if planned else ""
+            self._echo(f"Time limit reached at step {step}{of}; run the same command again "
+                       "to go on")
         if manager.latest_checkpoint is None or int(step_var.numpy()) != _ckpt_step(manager):
             manager.save(checkpoint_number=int(step_var.numpy()))
         writer.flush()
@@ -588,7 +593,7 @@ class Trainer:
             "steps_per_epoch": per_epoch,
             "started_from": origin,
             "uses_cues": not config.data.no_cues,
-            "planned_steps": total_steps,
+            "planned_steps": planned,
             "stopped_by": stopped_by,
             "time_limit_seconds": limit,
             "final_learning_rate": float(
@@ -605,31 +610,52 @@ class Trainer:
         """Fits a time-limited run's length to the speed measured so far in this session.
 
         Refitted at every step while the learning rate is still constant (before half of the
-        length), so the decay, once it begins, follows one fixed length; that length is then
-        recorded in `config.json` (`steps`), and a resumed run keeps it. Returns the steps
-        the loop runs to.
+        length); it is fixed when the step reaches half of it, where the linear decay begins,
+        and recorded in `config.json` (`steps`), which a resumed run keeps. After that it is
+        only ever shortened, when the speed since it was fixed says the rest would not fit:
+        the decay then steepens a little, and still reaches 0 within the limit. Returns the
+        steps the loop runs to.
         """
         limit = self.config.train.time_limit_s
         timed = step - start - 1
         if timed_from is None or timed < 1 or now <= timed_from:
             return total_steps
         left = limit * (1 - TIME_RESERVE) - (now - self.began)
-        estimate = fit_steps(step, timed / (now - timed_from), left, cap)
-        progress.total = estimate
-        if timed < FIT_MIN_STEPS or now - timed_from < min(30.0, FIT_MIN_SHARE * limit):
-            return total_steps  # too few steps timed yet to fix anything on them
+        if self.fitted:
+            # The speed since the length was fixed (or this session began), so a slow-down
+            # shows at once.
+            since_step, since = self.fixed_at or (start + 1, timed_from)
+            if step - since_step < FIT_MIN_STEPS or now - since < self._fit_window():
+                return total_steps
+            estimate = fit_steps(step, (step - since_step) / (now - since), left, cap)
+            if estimate >= total_steps:
+                return total_steps
+        else:
+            estimate = fit_steps(step, timed / (now - timed_from), left, cap)
+            progress.total = estimate
+            if timed < FIT_MIN_STEPS or now - timed_from < self._fit_window():
+                return total_steps  # too few steps timed yet to fix anything on them
         total_steps = estimate
         length.assign(total_steps)
-        if 2 * step >= total_steps:
-            self.fitted = True
-            train = dataclasses.replace(self.config.train, steps=total_steps)
-            self.config = dataclasses.replace(self.config, train=train)
-            if self.chief:
-                write_bytes_atomic(self.run_dir / CONFIG_FILE, self.config.to_json().encode())
+        progress.total = total_steps
+        if not self.fitted and 2 * step >= total_steps:
+            self.fitted, self.fixed_at = True, (step, now)
+            self._record_length(total_steps)
             if progress.tty:
                 click.echo("", err=True)  # below the progress bar's line
             self._echo(f"Fitted to the time limit: {total_steps} steps in all")
         return total_steps
+
+    def _fit_window(self) -> float:
+        """The least wall time a speed is measured over (so previews and checkpoints count)."""
+        return min(30.0, FIT_MIN_SHARE * self.config.train.time_limit_s)
+
+    def _record_length(self, steps: int) -> None:
+        """Writes a time-limited run's fixed length to `config.json`, as `steps`."""
+        train = dataclasses.replace(self.config.train, steps=steps)
+        self.config = dataclasses.replace(self.config, train=train)
+        if self.chief:
+            write_bytes_atomic(self.run_dir / CONFIG_FILE, self.config.to_json().encode())
 
     def _diverged(self, step: int, losses: dict[str, float], manager) -> None:
         # The losses of step `step` are those of the weights after step `step - 1`: a

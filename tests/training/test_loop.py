@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import keras
 import numpy as np
@@ -210,6 +211,35 @@ def test_a_time_limited_run_fits_its_length_to_the_time_and_keeps_it(tmp_path):
     again = build_config("smoke", synthetic_count=8, time_limit_s=limit, lr_decay="linear")
     resumed = Trainer(again, tmp_path / "run", quiet=True).run()
     assert resumed["planned_steps"] == planned and resumed["steps"] == planned
+
+
+def test_a_time_limited_run_that_slows_down_shortens_its_decay_to_end_on_time(tmp_path,
+                                                                             monkeypatch):
+    limit = 20.0
+    fixed = []
+    record = Trainer._record_length
+
+    def recording(self, steps):
+        fixed.append(steps)
+        record(self, steps)
+
+    step = loop._Progress.step
+
+    def slower_once_fixed(self, at, losses):  # the machine slows down after the fit
+        if fixed:
+            time.sleep(0.02)
+        step(self, at, losses)
+
+    monkeypatch.setattr(Trainer, "_record_length", recording)
+    monkeypatch.setattr(loop._Progress, "step", slower_once_fixed)
+    config = build_config("smoke", synthetic_count=8, time_limit_s=limit, lr_decay="linear")
+    summary = Trainer(config, tmp_path / "run", quiet=True).run()
+    assert len(fixed) == 2 and fixed[1] < fixed[0], fixed  # fixed at half, then shortened
+    assert summary["stopped_by"] == "steps" and summary["steps"] == fixed[1]
+    assert summary["final_learning_rate"] == 0.0
+    assert summary["session_seconds"] <= limit + 2.0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["steps"] == fixed[1]
 
 
 def test_a_time_limit_stops_a_longer_run_and_it_resumes_from_there(tmp_path):
