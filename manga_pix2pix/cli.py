@@ -591,9 +591,9 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               help="Train steps in all (instead of --epochs).")
 @click.option("--time-limit", "time_limit_s", type=Duration(), default=None,
               help="Train for this long (e.g. 20m, 90s, 1.5h; a bare number is minutes), "
-                   "counted from the start: the steps are fitted to the speed measured in "
-                   "the first minutes, so a linear decay ends on time. With --steps or "
-                   "--epochs, at most that many. A resumed run keeps its fitted length.")
+                   "counted from the start: the steps are fitted to the speed measured as "
+                   "it trains, so a linear decay ends on time. With --steps or --epochs, at "
+                   "most that many. A resumed run keeps its fitted length.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Global batch size, split over replicas [default: the preset's].")
 @click.option("--image-size", type=click.IntRange(min=32, max=1024), default=None,

@@ -34,11 +34,11 @@ class SecondHalfLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     Args:
         learning_rate: the initial rate.
         total_steps: the length of the run, in optimiser steps: an int, or an integer
-            `tf.Variable` read at every step (a time-limited run sets it once it has
-            measured its speed, while the rate is still constant).
+            `tf.Variable` read at every step (a time-limited run fits it to its speed while
+            the rate is still constant, and may shorten it later).
     """
 
-    def __init__(self, learning_rate: float, total_steps: int):
+    def __init__(self, learning_rate: float, total_steps: int | tf.Variable):
         self.learning_rate = learning_rate
         self.total_steps = total_steps
 
