@@ -332,14 +332,20 @@ class Trainer:
             return self._run()
 
     def _keep_fitted_length(self, saved: Config) -> None:
-        """A resumed time-limited run keeps the length it fitted (recorded in `steps`)."""
+        """A run resumed with a time limit and no length keeps its own.
+
+        That is the length it recorded: the one a time-limited run fitted (in `steps`), or the
+        steps or epochs it was started with, so its learning-rate schedule goes on unchanged.
+        Only a time-limited run stopped before it fitted one fits it now.
+        """
         train = self.config.train
-        if (train.time_limit_s is not None and train.steps is None and train.epochs is None
-                and saved.train.time_limit_s is not None and saved.train.steps is not None):
-            self.config = dataclasses.replace(
-                self.config, train=dataclasses.replace(train, steps=saved.train.steps)
-            )
-            self.fitted = True
+        if train.time_limit_s is None or train.steps is not None or train.epochs is not None:
+            return
+        if saved.train.steps is None and saved.train.epochs is None:
+            return
+        self.config = dataclasses.replace(self.config, train=dataclasses.replace(
+            train, steps=saved.train.steps, epochs=saved.train.epochs))
+        self.fitted = True
 
     def _resolve_precision(self, saved: Config | None) -> None:
         """Replaces a precision of `auto` by the concrete one (so `config.json` records it).

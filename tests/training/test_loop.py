@@ -242,6 +242,14 @@ def test_a_time_limited_run_that_slows_down_shortens_its_decay_to_end_on_time(tm
     assert saved["train"]["steps"] == fixed[1]
 
 
+def test_a_run_resumed_with_only_a_time_limit_keeps_its_own_length(tmp_path):
+    Trainer(_config(4, lr_decay="linear"), tmp_path / "run", quiet=True).run()
+    again = build_config("smoke", synthetic_count=8, time_limit_s=60.0, lr_decay="linear")
+    resumed = Trainer(again, tmp_path / "run", quiet=True).run()
+    assert resumed["planned_steps"] == 4 and resumed["steps_this_session"] == 0
+    assert resumed["final_learning_rate"] == 0.0
+
+
 def test_a_session_out_of_time_stops_at_the_limit_and_resumes_from_there(tmp_path):
     # Half a second is spent before the first step is done (loading, compiling): no time to
     # measure the speed, so the session stops at the limit, with a checkpoint.
