@@ -11,8 +11,8 @@ from manga_pix2pix.models.layers import (
     PACKAGE,
     DownBlock,
     UpBlock,
-    double_size,
     doubled_shape,
+    resize_conv,
     up_conv,
 )
 
@@ -115,7 +115,7 @@ class UNetGenerator(keras.Model):
             x = block(x, training=training)
             x = ops.concatenate([x, skip], axis=-1)
         if self.upsample == "resize":
-            x = double_size(x)
+            return self.out_act(resize_conv(self.last, x))
         return self.out_act(self.last(x))
 
     def compute_output_shape(self, input_shape):

@@ -12,7 +12,7 @@ PACKAGE = "manga_pix2pix"
 # Small bottleneck maps run their convolutions as matrix multiplications (TensorFlow only).
 TF_BACKEND = keras.backend.backend() == "tensorflow"
 if TF_BACKEND:
-    from manga_pix2pix.models import matmul_conv
+    from manga_pix2pix.models import matmul_conv, nearest_up
 
 
 def layer_kernel(conv: keras.layers.Layer, x):
@@ -170,6 +170,17 @@ def double_size(x):
     return keras.ops.repeat(keras.ops.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def resize_conv(conv: keras.layers.Layer, x):
+    """`conv` (3x3, `SAME`) applied to `double_size(x)`; under TensorFlow as one transposed
+    convolution with the same result (`nearest_up`), which is 4-7x faster on CPU."""
+    if not TF_BACKEND:
+        return conv(double_size(x))
+    y = nearest_up.nearest_up_conv(x, conv.kernel)
+    if conv.use_bias:
+        y = y + keras.ops.cast(conv.bias, y.dtype)
+    return y
+
+
 def doubled_shape(input_shape) -> tuple:
     """The shape of `double_size`'s output."""
     n, h, w, c = tuple(input_shape)
@@ -212,7 +223,7 @@ class UpBlock(_ConvNormBlock):
 
     def call(self, x, training=None):
         if self.upsample == "resize":
-            x = self.conv(double_size(x))
+            x = resize_conv(self.conv, x)
         elif TF_BACKEND and matmul_conv.use_matmul(x.shape, self.conv.kernel.shape,
                                                    matmul_conv.MAX_TRANSPOSED_POSITIONS):
             x = matmul_conv.transposed_conv(x, layer_kernel(self.conv, x))
