@@ -22,6 +22,12 @@ Examples:
     python benchmarks/train_step.py                        # 256 px, batch 1 and 4
     python benchmarks/train_step.py --size 128 --batch 4 --steps 20
     python benchmarks/train_step.py --precision mixed_bfloat16
+    python benchmarks/train_step.py --size 128 --base-filters 16 --batch 4 --upsample resize
+
+With `--upsample resize` both generators resize then convolve (the reference with Keras's
+`UpSampling2D` and a 3x3 `Conv2D`, ours fused into one transposed convolution,
+`manga_pix2pix.models.nearest_up`); the GFLOP figure then counts the fused form's arithmetic,
+the same as the transposed convolutions'.
 """
 
 from __future__ import annotations
@@ -62,11 +68,17 @@ def downsample(filters, size, apply_batchnorm=True):
     return result
 
 
-def upsample(filters, size, apply_dropout=False):
+def upsample(filters, size, apply_dropout=False, resize=False):
     initializer = tf.random_normal_initializer(0.0, 0.02)
     result = keras.Sequential()
-    result.add(keras.layers.Conv2DTranspose(filters, size, strides=2, padding="same",
-                                            kernel_initializer=initializer, use_bias=False))
+    if resize:  # nearest 2x, then a 3x3 convolution, as Keras users write it
+        result.add(keras.layers.UpSampling2D(2, interpolation="nearest"))
+        result.add(keras.layers.Conv2D(filters, 3, padding="same",
+                                       kernel_initializer=initializer, use_bias=False))
+    else:
+        result.add(keras.layers.Conv2DTranspose(filters, size, strides=2, padding="same",
+                                                kernel_initializer=initializer,
+                                                use_bias=False))
     result.add(keras.layers.BatchNormalization())
     if apply_dropout:
         result.add(keras.layers.Dropout(0.5))
@@ -74,15 +86,23 @@ def upsample(filters, size, apply_dropout=False):
     return result
 
 
-def reference_generator(size, base):
+def reference_generator(size, base, resize=False):
     inputs = keras.layers.Input(shape=[size, size, INPUT_CHANNELS])
     depth = int(np.log2(size))
     widths = [base * min(2**i, 8) for i in range(depth)]
     down_stack = [downsample(w, 4, apply_batchnorm=i > 0) for i, w in enumerate(widths)]
-    up_stack = [upsample(w, 4, apply_dropout=i < 3) for i, w in enumerate(reversed(widths[:-1]))]
+    up_stack = [upsample(w, 4, apply_dropout=i < 3, resize=resize)
+                for i, w in enumerate(reversed(widths[:-1]))]
     initializer = tf.random_normal_initializer(0.0, 0.02)
-    last = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same",
-                                        kernel_initializer=initializer, activation="tanh")
+    if resize:
+        last = keras.Sequential([
+            keras.layers.UpSampling2D(2, interpolation="nearest"),
+            keras.layers.Conv2D(3, 3, padding="same", kernel_initializer=initializer,
+                                activation="tanh"),
+        ])
+    else:
+        last = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same",
+                                            kernel_initializer=initializer, activation="tanh")
     x = inputs
     skips = []
     for down in down_stack:
@@ -113,8 +133,8 @@ def reference_discriminator(size, base):
     return keras.Model(inputs=[inp, tar], outputs=last)
 
 
-def reference_step(size, base):
-    generator = reference_generator(size, base)
+def reference_step(size, base, resize=False):
+    generator = reference_generator(size, base, resize)
     discriminator = reference_discriminator(size, base)
     loss_object = keras.losses.BinaryCrossentropy(from_logits=True)
     generator_optimizer = keras.optimizers.Adam(2e-4, beta_1=0.5)
@@ -153,8 +173,8 @@ def reference_step(size, base):
 
 # --- Ours ---------------------------------------------------------------------------------
 
-def our_step(size, base, batch, precision):
-    model = ModelConfig(image_size=size, base_filters=base)
+def our_step(size, base, batch, precision, upsample="transpose"):
+    model = ModelConfig(image_size=size, base_filters=base, upsample=upsample)
     train = TrainConfig(batch_size=batch, precision=precision)
     strategy = tf.distribute.get_strategy()
     with precision_policy(precision), strategy.scope():
@@ -216,11 +236,11 @@ def make_batch(size, batch, seed=0):
     }
 
 
-def measure(size, batch, base, steps, warmup, precision):
+def measure(size, batch, base, steps, warmup, precision, upsample="transpose"):
     data = make_batch(size, batch)
     reference_inputs = tf.concat([data["sketch"], data["cues"], data["cue_mask"]], axis=-1)
-    reference, ref_params = reference_step(size, base)
-    ours, our_params = our_step(size, base, batch, precision)
+    reference, ref_params = reference_step(size, base, resize=upsample == "resize")
+    ours, our_params = our_step(size, base, batch, precision, upsample)
     assert ref_params == our_params, (ref_params, our_params)
 
     def run_reference():
@@ -242,7 +262,8 @@ def measure(size, batch, base, steps, warmup, precision):
             times[name].append(time.perf_counter() - start)
     gflop = step_gflop(size, base)
     out = {"size": size, "batch": batch, "base_filters": base, "parameters": our_params,
-           "gflop_per_image": round(gflop, 2), "steps_timed": steps, "precision_ours": precision}
+           "gflop_per_image": round(gflop, 2), "steps_timed": steps, "precision_ours": precision,
+           "upsample": upsample}
     for name, values in times.items():
         seconds = float(np.median(values))
         out[f"{name}_images_per_s"] = round(batch / seconds, 3)
@@ -264,8 +285,12 @@ def main():
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         help="our step's precision; the reference stays float32")
+    parser.add_argument("--upsample", default="transpose", choices=["transpose", "resize"],
+                        help="up-sampling of both generators: the paper's transposed convs, "
+                             "or nearest 2x then a 3x3 conv (the small preset's)")
     args = parser.parse_args()
-    results = [measure(args.size, b, args.base_filters, args.steps, args.warmup, args.precision)
+    results = [measure(args.size, b, args.base_filters, args.steps, args.warmup, args.precision,
+                       args.upsample)
                for b in args.batch]
     print(json.dumps({
         "benchmark": "train_step",

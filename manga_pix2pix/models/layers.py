@@ -151,6 +151,8 @@ def up_conv(filters: int, upsample: str, *, use_bias: bool, name: str) -> keras.
     """The up-sampling convolution: the paper's ConvTranspose 4x4 stride 2, or a 3x3 conv
     applied after a nearest-neighbour 2x resize (`resize`), which cannot paint the
     checkerboard a strided transposed convolution does where its kernel overlaps unevenly.
+    `resize_conv` applies the latter (under TensorFlow fused into one transposed convolution
+    with the same result).
     """
     if upsample == "transpose":
         return keras.layers.Conv2DTranspose(

@@ -80,6 +80,8 @@ LOCK_FILE = ".lock"
 
 #: With a time limit: the share of it kept back for the last checkpoint and the generator.
 TIME_RESERVE = 0.02
+#: With a time limit: the share of it by which the planned end comes before the hard stop.
+PLAN_MARGIN = 0.01
 #: With a time limit, the speed is measured over at least this many steps, and this share of
 #: the limit (at most 30 s), before the run's length is fitted to it.
 FIT_MIN_STEPS = 5
@@ -288,6 +290,7 @@ class Trainer:
         # speed is measured).
         self.fitted = False
         self.fixed_at: tuple[int, float] | None = None  # (step, wall clock) when it was fixed
+        self.fixed_steps: int | None = None  # the length fixed (or given): never exceeded
 
     def _echo(self, message: str) -> None:
         if not self.quiet and self.chief:
@@ -503,6 +506,8 @@ class Trainer:
         if not self.fitted:
             # Until the fit below, the loop runs on (the learning rate stays constant).
             total_steps = cap or UNFITTED_STEPS
+        else:
+            self.fixed_steps = total_steps
         writer = (tf.summary.create_file_writer(str(run_dir / LOG_DIR)) if chief
                   else tf.summary.create_noop_writer())
         if chief:
@@ -618,23 +623,30 @@ class Trainer:
         Refitted at every step while the learning rate is still constant (before half of the
         length); it is fixed when the step reaches half of it, where the linear decay begins,
         and recorded in `config.json` (`steps`), which a resumed run keeps. After that it is
-        only ever shortened, when the speed since it was fixed says the rest would not fit:
-        the decay then steepens a little, and still reaches 0 within the limit. Returns the
-        steps the loop runs to.
+        shortened when the speed since it was fixed says the rest would not fit (the decay
+        then steepens a little, and still reaches 0 within the limit), and lengthened again,
+        never beyond the fixed length, when that speed recovers. Returns the steps the loop
+        runs to.
         """
         limit = self.config.train.time_limit_s
         timed = step - start - 1
         if timed_from is None or timed < 1 or now <= timed_from:
             return total_steps
-        left = limit * (1 - TIME_RESERVE) - (now - self.began)
+        # Planned to end a little before the hard stop, so that a length that follows the
+        # speed up and down does not race it on the last steps.
+        left = limit * (1 - TIME_RESERVE - PLAN_MARGIN) - (now - self.began)
         if self.fitted:
             # The speed since the length was fixed (or this session began), so a slow-down
-            # shows at once.
+            # shows at once; the length follows it, and grows back (up to the fixed length)
+            # once a passing slow-down is made up, so a moment's stall does not cut the run.
             since_step, since = self.fixed_at or (start + 1, timed_from)
             if step - since_step < FIT_MIN_STEPS or now - since < self._fit_window():
                 return total_steps
-            estimate = fit_steps(step, (step - since_step) / (now - since), left, cap)
-            if estimate >= total_steps:
+            # No step beyond what the time allows (fit_steps allows one at least): the run
+            # may end now.
+            speed = (step - since_step) / (now - since)
+            estimate = min(step + max(0, int(left * speed)), self.fixed_steps, cap or math.inf)
+            if estimate == total_steps:
                 return total_steps
         else:
             estimate = fit_steps(step, timed / (now - timed_from), left, cap)
@@ -645,7 +657,7 @@ class Trainer:
         length.assign(total_steps)
         progress.total = total_steps
         if not self.fitted and 2 * step >= total_steps:
-            self.fitted, self.fixed_at = True, (step, now)
+            self.fitted, self.fixed_at, self.fixed_steps = True, (step, now), total_steps
             self._record_length(total_steps)
             if progress.tty:
                 click.echo("", err=True)  # below the progress bar's line

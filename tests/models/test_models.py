@@ -169,13 +169,15 @@ def test_fused_batch_norm_matches_keras_batch_norm(shape):
                                    atol=1e-4, rtol=1e-4)
 
 
-def test_resize_upsampling_has_no_transposed_convolutions_and_round_trips(tmp_path):
+def test_resize_upsampling_keeps_3x3_kernels_and_round_trips(tmp_path):
     config = ModelConfig(image_size=32, base_filters=4, upsample="resize")
     generator, _ = build_models(config, line_input="grey")
     assert generator.get_config()["upsample"] == "resize"
     assert generator.line_input == "grey"
+    # Its layers hold 3x3 kernels, whatever the form it is computed in (`nearest_up`).
     kinds = {type(layer.conv).__name__ for layer in generator.up_blocks}
     assert kinds == {"Conv2D"} and type(generator.last).__name__ == "Conv2D"
+    assert {tuple(layer.conv.kernel.shape[:2]) for layer in generator.up_blocks} == {(3, 3)}
     x = _inputs(2, 32, 5)
     y = generator(x, training=True)
     assert y.shape == (2, 32, 32, 3)

@@ -242,6 +242,45 @@ def test_a_time_limited_run_that_slows_down_shortens_its_decay_to_end_on_time(tm
     assert saved["train"]["steps"] == fixed[1]
 
 
+def test_a_stall_after_the_fit_shortens_the_run_only_while_it_lasts(tmp_path, monkeypatch):
+    # A slow second just after the length is fixed (the machine busy for a moment) shortens
+    # the length; as the speed since the fix recovers, the length grows back (never past the
+    # fixed one), so the run still uses its time instead of ending early.
+    limit = 20.0
+    fixed, lengths, stall = [], [], []  # fixed: (steps, the index of that fit in lengths)
+    record, fit, step = Trainer._record_length, Trainer._fit, loop._Progress.step
+
+    def recording(self, steps):
+        fixed.append((steps, len(lengths)))
+        record(self, steps)
+
+    def fitting(self, *args):
+        lengths.append(fit(self, *args))
+        return lengths[-1]
+
+    def stalling_once_fixed(self, at, losses):
+        if fixed and not stall:
+            stall.append(time.monotonic())
+        if stall and time.monotonic() - stall[0] < 1.5:
+            time.sleep(0.05)
+        step(self, at, losses)
+
+    monkeypatch.setattr(Trainer, "_record_length", recording)
+    monkeypatch.setattr(Trainer, "_fit", fitting)
+    monkeypatch.setattr(loop._Progress, "step", stalling_once_fixed)
+    config = build_config("smoke", synthetic_count=8, time_limit_s=limit, lr_decay="linear")
+    summary = Trainer(config, tmp_path / "run", quiet=True).run()
+    length, index = fixed[0]
+    after = lengths[index:]
+    assert after[0] == length
+    shortest = min(after)
+    assert shortest < length  # the stall shortened it
+    assert max(after[after.index(shortest):]) > shortest  # and it grew back
+    assert max(after) == length
+    assert summary["stopped_by"] == "steps" and summary["final_learning_rate"] == 0.0
+    assert 0.85 * limit <= summary["session_seconds"] <= limit + 2.0
+
+
 def test_a_run_resumed_with_only_a_time_limit_keeps_its_own_length(tmp_path):
     Trainer(_config(4, lr_decay="linear"), tmp_path / "run", quiet=True).run()
     again = build_config("smoke", synthetic_count=8, time_limit_s=60.0, lr_decay="linear")
