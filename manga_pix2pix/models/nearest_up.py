@@ -2,8 +2,8 @@
 
 The `resize` up-sampling (`layers.up_conv`) repeats every pixel into a 2x2 block and then
 convolves with a 3x3 kernel `k` (`SAME` padding). Each output pixel's 3x3 window then covers
-only 2x2 input pixels, with some taps landing on the same one, so per dimension, with `a` the
-output phase (even or odd row):
+only 2x2 input pixels, with some taps landing on the same one, so along each axis, for the
+even and the odd output rows:
 
     out[2i]     = in[i-1] k[0] + in[i] (k[1] + k[2])
     out[2i + 1] = in[i] (k[0] + k[1]) + in[i+1] k[2]
@@ -38,8 +38,8 @@ def transposed_kernel(kernel: tf.Tensor) -> tf.Tensor:
 def nearest_up_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """`conv2d(repeat_2x2(x), kernel, padding="SAME")` for NHWC `x` and a 3x3 `kernel`.
 
-    The transposed kernel is formed from `kernel` as given (the float32 variable) and then
-    cast to `x`'s dtype, so mixed precision rounds the summed taps once.
+    The transposed kernel is formed in `kernel`'s dtype and then cast to `x`'s (the compute
+    dtype under mixed precision).
     """
     w = tf.cast(transposed_kernel(kernel), x.dtype)
     shape = tf.shape(x)
