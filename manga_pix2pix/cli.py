@@ -217,7 +217,7 @@ def cues(color, output, sigma):
                    "model records].")
 @click.option("--regions", type=click.Choice(["auto", "flat", "shift", "off"]), default="auto",
               show_default=True, help="With --pairs/--lineart: as colorize --regions.")
-@click.option("--background", type=click.Choice(["model", "paper"]), default="model",
+@click.option("--background", type=click.Choice(["auto", "model", "paper"]), default="auto",
               show_default=True, help="With --pairs/--lineart: as colorize --background.")
 # -- end real line art --
 @user_errors
@@ -368,10 +368,12 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, wo
                    "region, a stroked region takes its stroke's colour), shift (the same, "
                    "keeping the model's shading), off; auto: flat with strokes or no cues, "
                    "off with a full cue layer.")
-@click.option("--background", type=click.Choice(["model", "paper"]), default="model",
+@click.option("--background", type=click.Choice(["auto", "model", "paper"]), default="auto",
               show_default=True,
               help="The regions touching the border that no stroke is in: the model's "
-                   "colours, or left as paper (white). Not with --regions off; with auto, a "
+                   "colours, or left as paper (white); auto: paper when nothing is painted "
+                   "(no cues, or an empty stroke layer), the model's colours once anything "
+                   "is. Paper needs the regions (not --regions off); with --regions auto, a "
                    "full cue layer sets the background itself.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
@@ -700,10 +702,10 @@ def train(run_dir, preset_name, init_from, quiet, **options):
                    "image size] (see colorize --help).")
 @click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",
               show_default=True, help="Batch-norm statistics (see colorize --help).")
-@click.option("--background", type=click.Choice(["model", "paper"]), default="model",
+@click.option("--background", type=click.Choice(["auto", "model", "paper"]), default="auto",
               show_default=True,
-              help="paper: the page's Paper background box starts checked (unstroked regions "
-                   "around the figure stay white; see colorize --help).")
+              help="Where the page's Background choice starts, and what API requests without "
+                   "one get (see colorize --help).")
 @click.option("--max-upload-mb", type=click.IntRange(min=1), default=25, show_default=True,
               help="Largest request accepted, in MB (sketch and cues together).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")

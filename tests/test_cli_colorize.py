@@ -256,7 +256,8 @@ def test_paper_background_leaves_the_page_around_a_figure_white(models, tmp_path
     art = np.full((96, 128), 255, np.uint8)
     cv2.rectangle(art, (30, 20), (98, 76), 0, 2)
     sketch = _write(tmp_path / "figure.png", art)
-    _ok(_colorize(sketch, "--model", models["run"], "--no-cues", "-o", tmp_path / "model.png"))
+    _ok(_colorize(sketch, "--model", models["run"], "--no-cues", "--background", "model",
+                  "-o", tmp_path / "model.png"))
     _ok(_colorize(sketch, "--model", models["run"], "--no-cues", "--background", "paper",
                   "-o", tmp_path / "paper.png"))
     model, paper = read_image(tmp_path / "model.png"), read_image(tmp_path / "paper.png")
@@ -270,3 +271,31 @@ def test_paper_background_leaves_the_page_around_a_figure_white(models, tmp_path
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1].startswith("Error: --background paper")
     assert not (tmp_path / "off.png").exists()
+
+
+def test_auto_background_is_paper_until_something_is_painted(models, tmp_path):
+    art = np.full((96, 128), 255, np.uint8)
+    cv2.rectangle(art, (30, 20), (98, 76), 0, 2)
+    sketch = _write(tmp_path / "figure.png", art)
+    empty = np.zeros((96, 128, 4), np.uint8)
+    painted = empty.copy()
+    painted[40:46, 50:80] = (40, 90, 220, 255)  # one stroke, inside the figure
+    cue_files = {"empty": _write(tmp_path / "empty.png", empty),
+                 "painted": _write(tmp_path / "painted.png", painted)}
+
+    def colour(name, *args):
+        _ok(_colorize(sketch, "--model", models["run"], *args, "-o", tmp_path / f"{name}.png"))
+        return read_image(tmp_path / f"{name}.png")
+
+    for cues in ("no", "empty", "painted"):
+        given = ["--no-cues"] if cues == "no" else ["--cues", cue_files[cues]]
+        auto = colour(f"{cues}-default", *given)  # auto is the default
+        resolved = "model" if cues == "painted" else "paper"
+        np.testing.assert_array_equal(auto, colour(f"{cues}-{resolved}", *given,
+                                                   "--background", resolved))
+        other = "paper" if resolved == "model" else "model"
+        assert not np.array_equal(auto, colour(f"{cues}-{other}", *given, "--background", other))
+    # Without the regions there is no background to decide: auto is accepted and changes nothing.
+    np.testing.assert_array_equal(
+        colour("off-auto", "--no-cues", "--regions", "off"),
+        colour("off-model", "--no-cues", "--regions", "off", "--background", "model"))

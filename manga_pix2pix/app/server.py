@@ -8,8 +8,9 @@ same decoding (`manga_pix2pix.imageio.decode_image`) and the same `Colorizer`.
 API:
     * `POST /api/colorize`: multipart form with `sketch` (an image file), optional `cues` (an
       image, normally a PNG with alpha: strokes where alpha > 0), optional `no_cues`
-      (`1`/`true`/`on`) and optional `paper` (`1` or `0`: leave the unstroked regions around
-      the figure white, as `colorize --background paper`; default: `serve --background`).
+      (`1`/`true`/`on`) and optional `background` (`auto`, `model` or `paper`, as `colorize
+      --background`; default: `serve --background`) or, instead, `paper` (`1`: `paper`, `0`:
+      `model`).
       Returns `image/png`, RGB at the sketch's size.
     * `GET /api/model`: the model's facts as JSON.
     * `GET /healthz`: `{"status": "ok"}`.
@@ -66,6 +67,7 @@ from starlette.staticfiles import StaticFiles
 
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import MAX_PIXELS, decode_image, encode_image, image_size_from_header
+from manga_pix2pix.inference.regions import BACKGROUNDS
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ACCEPTED_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("", "0", "false", "off", "no")
-_FIELDS = ("sketch", "cues", "no_cues", "paper")
+_FIELDS = ("sketch", "cues", "no_cues", "background", "paper")
 # Sent with every response: the page runs only its own files, in no frame of another site.
 _SECURITY_HEADERS = [
     (
@@ -140,8 +142,8 @@ class ModelInfo:
         norm_stats: batch norm's statistics at inference (`moving` or `image`).
         name: the model's file or folder name.
         kind: `run`, `keras` or `savedmodel`.
-        background: `model` or `paper`, what a request without a `paper` field gets (the
-            page's *Paper background* box starts checked with `paper`).
+        background: `auto`, `model` or `paper`, what a request without a `background` or
+            `paper` field gets (the page's *Background* choice starts there).
     """
 
     image_size: int
@@ -152,7 +154,7 @@ class ModelInfo:
     norm_stats: str
     name: str
     kind: str
-    background: str = "model"
+    background: str = "auto"
 
 
 class ApiError(Exception):
@@ -332,7 +334,7 @@ async def _read_form(request: Request, settings: ServeSettings) -> dict[str, Any
         yield body
 
     parser = _InMemoryMultiPartParser(
-        request.headers, once(), max_files=2, max_fields=2, max_part_size=1024,
+        request.headers, once(), max_files=2, max_fields=3, max_part_size=1024,
         memory_bytes=settings.max_upload_bytes,
     )
     try:
@@ -381,6 +383,20 @@ def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, str) or value.strip().lower() not in (*_TRUE, *_FALSE):
         raise ApiError(400, f"{name}: expected 1 or 0 (true/false, on/off)")
     return value.strip().lower() in _TRUE
+
+
+def _background(fields: Any, default: str) -> str:
+    """The form's `background` (or its older `paper` flag), else `default`."""
+    if "background" in fields and "paper" in fields:
+        raise ApiError(400, "give either `background` or `paper`, not both")
+    if "paper" in fields:
+        return "paper" if _flag(fields["paper"], "paper") else "model"
+    if "background" not in fields:
+        return default
+    value = fields["background"]
+    if not isinstance(value, str) or value.strip().lower() not in BACKGROUNDS:
+        raise ApiError(400, f"background: expected one of {', '.join(BACKGROUNDS)}")
+    return value.strip().lower()
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -445,9 +461,7 @@ def create_app(
             sketch_data = await _image_bytes(fields["sketch"], "sketch")
             check_image_bytes(sketch_data, "sketch", settings.max_pixels)
             no_cues = _flag(fields["no_cues"], "no_cues") if "no_cues" in fields else False
-            paper = (_flag(fields["paper"], "paper") if "paper" in fields
-                     else info.background == "paper")
-            background = "paper" if paper else "model"
+            background = _background(fields, info.background)
             cue_data = None
             if "cues" in fields and not no_cues:
                 if not info.uses_cues:
@@ -552,7 +566,7 @@ def build_app(
     *,
     work_size: int | None = None,
     norm_stats: str = "moving",
-    background: str = "model",
+    background: str = "auto",
     settings: ServeSettings | None = None,
 ) -> LoadedApp:
     """Loads a model once, warms its graphs up and returns the app around it.

@@ -39,8 +39,9 @@ seeded order per drawing). Metrics, means over drawings:
   with no stroke, of at least the strokes' minimum area, within `leak_reach` pixels (across a
   line) of a stroked region. It leaks when, for at least one such stroked neighbour with
   stroke colour c, its output colour with the strokes is at least `LEAK_DE` Delta E closer to c
-  than its output colour without cues: the neighbour's hint pulled it over the line. Drawings
-  with no candidate region do not count towards the mean.
+  than its output colour without cues (coloured with the background the strokes get, so
+  `--background auto` leaving the cue-free page white does not count): the neighbour's hint
+  pulled it over the line. Drawings with no candidate region do not count towards the mean.
 - `paper_l` (`none`): the mean L* (0-100, CIE L*a*b*) of the output over the pixels of the
   regions that touch the image border, without cues: how white the paper around a figure
   stays (the line art's own paper is about 100).
@@ -76,7 +77,12 @@ from manga_pix2pix.imageio import (
     write_bytes_atomic,
     write_image,
 )
-from manga_pix2pix.inference.colorize import DEFAULT_REGIONS, Colorizer, line_layer
+from manga_pix2pix.inference.colorize import (
+    DEFAULT_BACKGROUND,
+    DEFAULT_REGIONS,
+    Colorizer,
+    line_layer,
+)
 from manga_pix2pix.inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -510,7 +516,7 @@ def evaluate_pairs(
     work_size: int | None = None,
     line_input: str | None = None,
     regions: str = DEFAULT_REGIONS,
-    background: str = "model",
+    background: str = DEFAULT_BACKGROUND,
     output_dir: str | Path | None = None,
     model_name: str | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -529,7 +535,7 @@ def evaluate_pairs(
         work_size: `colorize --work-size` (default: the model's image size).
         line_input: `colorize --line-input` (default: what the model records).
         regions: `colorize --regions` (default `auto`, as colorize).
-        background: `colorize --background` (default `model`).
+        background: `colorize --background` (default `auto`, as colorize).
         output_dir: where to write the report (created if missing); None writes nothing.
         model_name: how the report names the model (default: its source path).
         on_start: called with the number of pairs, once they are all read.
@@ -559,7 +565,8 @@ def evaluate_lineart(model: LoadedModel, folder: str | Path, **options) -> RealR
 
 def _evaluate(mode, model, finder, folder, *, max_side=DEFAULT_MAX_SIDE,
               strokes=DEFAULT_STROKES, seed=0, figure_rows=6, norm_stats="moving",
-              work_size=None, line_input=None, regions=DEFAULT_REGIONS, background="model",
+              work_size=None, line_input=None, regions=DEFAULT_REGIONS,
+              background=DEFAULT_BACKGROUND,
               output_dir=None, model_name=None, on_start=None, on_drawing=None) -> RealReport:
     _check_options(max_side, strokes, figure_rows)
     out_dir = None if output_dir is None else Path(output_dir)
@@ -592,6 +599,7 @@ def _evaluate(mode, model, finder, folder, *, max_side=DEFAULT_MAX_SIDE,
         "work_size": colorizer.settings.work,
         "line_input": colorizer.settings.line_input,
         "regions": regions,
+        "background": colorizer.background,
         "folder": str(folder),
         "count": len(loaded),
         "max_side": max_side,
@@ -687,9 +695,14 @@ def _score_lineart(colorizer, uses_cues, name, lineart, _colour, count, seed, fi
     with_strokes = _blank(lineart)
     if uses_cues:
         with_strokes = colorizer(lineart, stroke_cues)
+        # Leakage is what the strokes move, so its reference is the cue-free colouring under
+        # the background the strokes get (`auto` leaves the cue-free page white, not them).
+        reference = (colorizer(lineart, background="model") if colorizer.background == "auto"
+                     else without)
         result["strokes"]["model"] = {
             "hint_de": hint_de(with_strokes, found, strokes, colours),
-            "leakage": leakage(with_strokes, without, found, strokes, colours, reach, min_area),
+            "leakage": leakage(with_strokes, reference, found, strokes, colours, reach,
+                               min_area),
         }
     figs.add("strokes", [lineart, _strokes_over(lineart, stroke_cues), with_strokes, bucket])
     figs.add("none", [lineart, _blank(lineart), without])

@@ -93,6 +93,9 @@ PREBLUR = 0.1
 #: How colorize keeps colours inside the line art's regions by default (measured on real
 #: line-art pairs, see docs/results.md).
 DEFAULT_REGIONS = "auto"
+#: What the unstroked regions touching the border become by default (see
+#: `regions.BACKGROUNDS`; measured on real line-art pairs, see docs/results.md).
+DEFAULT_BACKGROUND = "auto"
 #: Output formats `colorize` writes, by suffix.
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -412,8 +415,8 @@ class Colorizer:
         regions: keep colours inside the line art's closed regions, and give stroked regions
             their stroke's colour: `off`, `shift`, `flat` or `auto` (see
             `manga_pix2pix.inference.regions`).
-        background: `model` (the default) or `paper`: with regions on, leave the unstroked
-            regions that touch the image border white.
+        background: `auto` (the default), `model` or `paper`: with regions on, what the
+            unstroked regions that touch the image border become (see `regions.BACKGROUNDS`).
     """
 
     def __init__(
@@ -423,7 +426,7 @@ class Colorizer:
         norm_stats: str = "moving",
         line_input: str | None = None,
         regions: str = DEFAULT_REGIONS,
-        background: str = "model",
+        background: str = DEFAULT_BACKGROUND,
     ):
         if work_size is not None and work_size < 8:
             raise UserError(f"--work-size: must be at least 8 pixels, got {work_size}")
@@ -457,7 +460,7 @@ class Colorizer:
     ) -> np.ndarray:
         """Colours a uint8 sketch `[H, W, 1-4]` with optional cues; returns uint8 `[H, W, 3]`.
 
-        `background` (`model` or `paper`) overrides the one given at construction.
+        `background` (`auto`, `model` or `paper`) overrides the one given at construction.
 
         Raises:
             UserError: cues given to a model trained without cues, or a bad `background`.
@@ -491,6 +494,9 @@ class Colorizer:
             if rgba.shape[:2] != (height, width):
                 rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_NEAREST)
             strokes, stroke_mask = rgba[..., :3], rgba[..., 3] > 0
+        if background == "auto":
+            painted = layer or (stroke_mask is not None and bool(stroke_mask.any()))
+            background = "model" if painted else "paper"
         return colour_regions(result, gray, strokes, stroke_mask, mode, background)
 
 
@@ -677,7 +683,7 @@ def colorize_paths(
     norm_stats: str = "moving",
     line_input: str | None = None,
     regions: str = DEFAULT_REGIONS,
-    background: str = "model",
+    background: str = DEFAULT_BACKGROUND,
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Colours sketch files (or folders of them) and writes the results; see `plan_jobs`.

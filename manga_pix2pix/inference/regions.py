@@ -35,9 +35,13 @@ import numpy as np
 #: colours and their gradients; measured on real line-art pairs, see docs/results.md).
 REGION_MODES = ("off", "shift", "flat", "auto")
 #: What the regions touching the image border become when no stroke is in them: the model's
-#: colours (`model`, the default: most colour versions fill their background), or the
-#: line art's paper (`paper`: white, as a page left uncoloured around a figure).
-BACKGROUNDS = ("model", "paper")
+#: colours (`model`), the line art's paper (`paper`: white, as a page left uncoloured around
+#: a figure), or `auto` (which `Colorizer` resolves): `paper` when nothing is painted (no
+#: cues, or a stroke layer with no stroke in it), `model` once anything is. With no colour
+#: given the page stays white around the figure; once colour is given, the artists' own
+#: colour versions mostly fill their backgrounds and the model's guess is nearer them than
+#: white (measured on real line-art pairs, see docs/results.md).
+BACKGROUNDS = ("auto", "model", "paper")
 #: A pixel is a line where its gray is below this share of the paper's level.
 LINE_LEVEL = 0.90
 #: Stroke pixels a region needs before it takes the stroke's colour.
@@ -147,16 +151,18 @@ def colour_regions(
         strokes: uint8 RGB `[H, W, 3]` stroke colours (where `stroke_mask`), or None.
         stroke_mask: bool `[H, W]`, where a stroke was painted, or None.
         mode: one of `REGION_MODES` but `auto` (which `Colorizer` resolves).
-        background: one of `BACKGROUNDS`; with `paper`, each region that touches the border
-            and holds no stroke is painted white (in `shift` mode too: paper has no shading).
+        background: one of `BACKGROUNDS` but `auto`; with `paper`, each region that touches
+            the border and holds no stroke is painted white (in `shift` mode too: paper has no
+            shading).
 
     Returns:
         uint8 RGB `[H, W, 3]`.
     """
     if mode not in REGION_MODES or mode == "auto":
         raise ValueError(f"mode: must be one of {REGION_MODES}, got {mode!r}")
-    if background not in BACKGROUNDS:
-        raise ValueError(f"background: must be one of {BACKGROUNDS}, got {background!r}")
+    if background not in BACKGROUNDS or background == "auto":
+        raise ValueError(f"background: must be one of {BACKGROUNDS} but auto, "
+                         f"got {background!r}")
     if mode == "off":
         return result
     paper_gray = paper_level(sketch_gray)

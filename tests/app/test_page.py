@@ -127,6 +127,7 @@ def test_paint_two_strokes_and_download_what_colorize_reproduces(
 ):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.select import Select
 
     server = live_server(served.app)
     sketch_path = tmp_path / "drawing.png"
@@ -216,19 +217,22 @@ def test_paint_two_strokes_and_download_what_colorize_reproduces(
     np.testing.assert_array_equal(no_cues, decode_image(out.read_bytes()))
     assert distance(no_cues[solid & left].mean(0), result[solid & left].mean(0)) > 30
 
-    # "Paper background" leaves the page around the figure white: `--background paper`.
+    # Without cues the default background, auto, left the page around the figure white (the
+    # default of `colorize` too); "The model's colours" is `--background model`.
+    background = Select(browser.find_element("id", "background"))
+    assert background.first_selected_option.get_attribute("value") == "auto"
     n = seq(browser)
-    browser.find_element("id", "paper").click()
-    wait(browser, lambda d: idle_with_result(d, n), what="the result on paper")
+    background.select_by_value("model")
+    wait(browser, lambda d: idle_with_result(d, n), what="the result on the model's colours")
     run = CliRunner().invoke(main, ["colorize", str(sketch_path), "--no-cues", "--background",
-                                    "paper", "--model", str(stroke_run), "--work-size",
+                                    "model", "--model", str(stroke_run), "--work-size",
                                     str(WORK_SIZE), "-o", str(out)])
     assert run.exit_code == 0, run.output
-    on_paper = shown_result(browser)
-    np.testing.assert_array_equal(on_paper, decode_image(out.read_bytes()))
-    assert (on_paper == 255).all(-1).sum() > (no_cues == 255).all(-1).sum() + 500
-    assert "paper background" in browser.find_element("id", "result-size").text.lower()
-    browser.find_element("id", "paper").click()
+    on_model = shown_result(browser)
+    np.testing.assert_array_equal(on_model, decode_image(out.read_bytes()))
+    assert (no_cues == 255).all(-1).sum() > (on_model == 255).all(-1).sum() + 500
+    assert "model background" in browser.find_element("id", "result-size").text.lower()
+    background.select_by_value("auto")
 
     # A narrow window shows one pane at a time, with a before/after switch.
     browser.set_window_size(640, 900)

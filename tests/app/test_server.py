@@ -137,7 +137,10 @@ def test_matches_the_colorize_command(client, stroke_run, tmp_path):
         (["--no-cues", "--background", "paper"], {"no_cues": "1", "paper": "1"}),
         (["--cues", str(cues_path), "--background", "paper"],
          {"cues": cues_path.read_bytes(), "paper": "on"}),
-        (["--no-cues"], {"paper": "0"}),
+        (["--no-cues", "--background", "model"], {"paper": "0"}),
+        (["--cues", str(cues_path), "--background", "model"],
+         {"cues": cues_path.read_bytes(), "background": "model"}),
+        (["--no-cues", "--background", "auto"], {"no_cues": "1", "background": "auto"}),
     ]
     results = []
     for cue_args, form in cases:
@@ -146,7 +149,7 @@ def test_matches_the_colorize_command(client, stroke_run, tmp_path):
                                            str(stroke_run), "--work-size", str(WORK_SIZE),
                                            "-o", str(out)])
         assert result.exit_code == 0, result.output
-        extra = {k: form[k] for k in ("no_cues", "paper") if k in form}
+        extra = {k: form[k] for k in ("no_cues", "paper", "background") if k in form}
         response = post(client, sketch_path.read_bytes(), form.get("cues"), **extra)
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "image/png"
@@ -156,7 +159,10 @@ def test_matches_the_colorize_command(client, stroke_run, tmp_path):
         results.append(served)
     assert np.abs(results[0].astype(int) - results[1]).max() > 20  # the cues mattered
     # Paper left white around the figure: more white pixels than the model's own colours.
-    assert (results[3] == 255).all(-1).sum() > (results[1] == 255).all(-1).sum() + 500
+    assert (results[3] == 255).all(-1).sum() > (results[5] == 255).all(-1).sum() + 500
+    # The default, auto: paper without cues, the model's colours with strokes.
+    np.testing.assert_array_equal(results[1], results[3])
+    np.testing.assert_array_equal(results[0], results[6])
 
 
 def test_other_formats_and_sizes_come_back_at_their_size(client):
@@ -195,6 +201,9 @@ def error_cases():
                           400, "unknown form field"),
         "bad no_cues": (lambda c: post(c, good, no_cues="maybe"), 400, "no_cues"),
         "bad paper": (lambda c: post(c, good, paper="white"), 400, "paper"),
+        "bad background": (lambda c: post(c, good, background="white"), 400, "background"),
+        "background and paper": (lambda c: post(c, good, background="model", paper="1"),
+                                 400, "either"),
         "malformed form": (lambda c: c.post(
             "/api/colorize",
             content=b"--x\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--x--\r\n",

@@ -30,7 +30,7 @@
     redo: $("redo"),
     clear: $("clear"),
     noCues: $("no-cues"),
-    paper: $("paper"),
+    background: $("background"),
     noCuesHint: $("no-cues-hint"),
     status: $("status"),
     message: $("message"),
@@ -168,7 +168,7 @@
     el.canvas.style.opacity = String(Number(el.opacity.value) / 100);
   });
   el.noCues.addEventListener("change", () => colorize());
-  el.paper.addEventListener("change", () => colorize());
+  el.background.addEventListener("change", () => colorize());
 
   // --- the cue layer ----------------------------------------------------------------------
 
@@ -383,10 +383,10 @@
     setStatus("colouring…", true);
     const cues = cueBlob();
     const noCues = el.noCues.checked;
-    const paper = el.paper.checked;
+    const background = el.background.value;
     const form = new FormData();
     form.append("sketch", state.sketchFile, state.name);
-    form.append("paper", paper ? "1" : "0");
+    form.append("background", background);
     if (noCues) {
       form.append("no_cues", "1");
     } else if (state.model.uses_cues) {
@@ -435,7 +435,8 @@
       el.result.hidden = false;
       el.resultEmpty.hidden = true;
       el.resultSize.textContent = el.result.naturalWidth + " × " + el.result.naturalHeight
-        + (noCues ? " · no cues" : "") + (paper ? " · paper background" : "");
+        + (noCues ? " · no cues" : "")
+        + (background === "auto" ? "" : " · " + background + " background");
       fit();
       if (strokeEnd !== null) {
         state.timings.push({
@@ -621,7 +622,7 @@
       return;
     }
     const m = state.model;
-    el.paper.checked = m.background === "paper";
+    el.background.value = m.background;
     el.modelInfo.textContent = `${m.name} · ${m.preset || "custom"} · ${m.image_size} px`
       + ` · work size ${m.work_size}` + (m.uses_cues ? "" : " · no-cues model");
     if (!m.uses_cues) {
