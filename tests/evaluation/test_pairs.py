@@ -231,6 +231,27 @@ def test_lineart_report(lineart_evaluated):
     )
 
 
+def test_auto_background_keeps_the_paper_and_leaves_leakage_as_the_strokes_make_it(
+    lineart_evaluated, run_dir, folder, tmp_path
+):
+    auto, auto_pairs = _read(lineart_evaluated)  # the default background, auto
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, [
+        "evaluate", "--model", str(run_dir), "--lineart", str(folder / "lineart"),
+        "--max-side", "96", "--strokes", "2", "--work-size", "64", "--background", "model",
+        "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    model, model_pairs = _read(out)
+    assert auto["info"]["background"] == "auto" and model["info"]["background"] == "model"
+    # Without cues, auto leaves the regions touching the border as paper; the model does not.
+    assert auto["metrics"]["none"]["model"]["paper_l"] == pytest.approx(100.0, abs=0.5)
+    assert model["metrics"]["none"]["model"]["paper_l"] < 99
+    # With strokes auto is the model's colours, and leakage is measured against the cue-free
+    # colouring on that background: the same numbers, drawing by drawing.
+    for name, record in auto_pairs.items():
+        assert record["strokes"] == model_pairs[name]["strokes"]
+
+
 def _two_regions():
     """Three regions side by side, split by two vertical lines: left, middle, right."""
     art = np.full((40, 90), 255, np.uint8)
