@@ -218,7 +218,7 @@ def test_paint_two_strokes_and_download_what_colorize_reproduces(
     assert distance(no_cues[solid & left].mean(0), result[solid & left].mean(0)) > 30
 
     # Without cues the default background, auto, left the page around the figure white (the
-    # default of `colorize` too); "The model's colours" is `--background model`.
+    # default of `colorize` too); "Model's colours" is `--background model`.
     background = Select(browser.find_element("id", "background"))
     assert background.first_selected_option.get_attribute("value") == "auto"
     n = seq(browser)
