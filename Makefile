@@ -26,6 +26,7 @@ lint: venv
 bench: venv
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/train_precision.py
 	$(BIN)/python benchmarks/colorize.py
 	$(BIN)/python benchmarks/evaluate_pairs.py
 	$(BIN)/python benchmarks/serve.py

@@ -27,6 +27,7 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,10 @@ def train_rate(data: Path, run_dir: Path, preset: str, size: int, batch: int, st
                      "--image-size", str(size), "--batch-size", str(batch), "--steps",
                      str(steps), "--precision", precision, "--checkpoint-every",
                      str(steps), "--quiet"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        sys.exit(f"train --precision {precision} failed: {lines[-1]}")
     summary = json.loads((run_dir / "train_summary.json").read_text())
     return {"images_per_s": summary["images_per_second"], "precision": summary["precision"],
             "precision_reason": summary.get("precision_reason")}
@@ -92,12 +96,6 @@ def child_reference(args) -> dict:
                "--reference-steps", str(args.reference_steps)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def main():
@@ -134,8 +132,9 @@ def main():
                                               args.preset, args.size, args.batch, args.steps,
                                               precision)
             rounds.append(entry)
-    ratios = {p: round(median([e[p]["images_per_s"] / e["reference_float32"]["images_per_s"]
-                               for e in rounds]), 3) for p in PRECISIONS}
+    ratios = {p: round(statistics.median([e[p]["images_per_s"]
+                                          / e["reference_float32"]["images_per_s"]
+                                          for e in rounds]), 3) for p in PRECISIONS}
     bf16_units = sorted(cpu_flags().intersection(CPU_BF16_FLAGS))
     print(json.dumps({
         "benchmark": "train_precision",
@@ -144,7 +143,7 @@ def main():
         "preset": args.preset, "size": args.size, "batch": args.batch, "steps": args.steps,
         "rounds": rounds,
         "ratio_to_reference": ratios,
-        "auto_over_float32": round(median([e["auto"]["images_per_s"]
+        "auto_over_float32": round(statistics.median([e["auto"]["images_per_s"]
                                            / e["float32"]["images_per_s"] for e in rounds]), 3),
         "target_bf16_ratio": TARGET_BF16_RATIO if bf16_units else None,
         # Without bfloat16 units auto must be float32 itself, never emulated bfloat16.
