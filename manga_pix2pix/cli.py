@@ -606,6 +606,9 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               help="Adam learning rate for both networks [default: 2e-4].")
 @click.option("--lr-decay", type=click.Choice(["constant", "linear"]), default=None,
               help="linear: decay to 0 over the second half of training [default: constant].")
+@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Save an exponential moving average of the generator's weights with this "
+                   "decay (e.g. 0.999; 0: the last weights) [default: the preset's].")
 @click.option("--complexity-ceiling", type=click.FloatRange(min=0, max=100), default=None,
               help="Keep images whose sketch has at most this percent of line pixels "
                    "[default: 40].")

@@ -141,6 +141,9 @@ class TrainConfig:
         learning_rate: Adam learning rate for both networks (paper: 2e-4).
         beta_1: Adam beta_1 (paper: 0.5).
         l1_weight: weight of the L1 term in the generator loss (paper: 100).
+        ema_decay: 0 (off), or the decay of an exponential moving average of the
+            generator's trainable weights, updated after every step; the saved generator
+            (`generator.keras`) then holds the average, the checkpoints both.
         lr_decay: `constant`, or `linear` decay to 0 over the second half of training.
         seed: seeds data order, augmentation, cue masks and initial weights.
         precision: `auto` (bfloat16 where the hardware has it, see
@@ -166,6 +169,7 @@ class TrainConfig:
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     l1_weight: float = 100.0
+    ema_decay: float = 0.0
     lr_decay: str = "constant"
     seed: int = 0
     precision: str = "auto"
@@ -190,6 +194,8 @@ class TrainConfig:
             raise ValueError(f"derive_on: must be one of {DERIVE_ON}, got {self.derive_on!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
         if self.lr_decay not in ("constant", "linear"):
             raise ValueError(f"lr_decay: must be 'constant' or 'linear', got {self.lr_decay!r}")
 

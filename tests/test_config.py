@@ -67,6 +67,8 @@ def test_model_config_errors_name_the_field(kwargs, field):
         ({"strategy": "magic"}, "strategy"),
         ({"batch_size": 0}, "batch_size"),
         ({"lr_decay": "cosine"}, "lr_decay"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": -0.1}, "ema_decay"),
     ],
 )
 def test_train_config_errors_name_the_field(kwargs, field):

@@ -5,11 +5,13 @@ A run directory holds everything a run writes (only the chief writes under multi
     RUN/config.json              the resolved configuration
     RUN/checkpoints/             `tf.train.CheckpointManager` checkpoints: step, generator,
                                  discriminator (every variable, including the dropout RNG
-                                 state) and both optimisers
+                                 state), both optimisers, and with `--ema-decay` the
+                                 generator's weight average
     RUN/logs/                    TensorBoard: losses and learning rate every `log_every` steps,
                                  the preview grid every epoch
     RUN/previews/epoch_XXXX.png  sketch | cues | output | truth on a fixed batch, per epoch
-    RUN/generator.keras          the trained generator, written at the end
+    RUN/generator.keras          the trained generator (its weight average with
+                                 `--ema-decay`), written at the end
     RUN/train_summary.json       steps, epochs, images per second, final losses, ...
 
 Where a run starts from, in this order: the run directory's own latest checkpoint (running the
@@ -151,6 +153,11 @@ def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
             f"{run_dir} holds a run with another model ({'; '.join(diffs)}); use a new "
             "--run-dir, or --init-from to start a new run from its weights"
         )
+    if (saved.train.ema_decay > 0) != (requested.train.ema_decay > 0):
+        diffs.append(f"ema_decay {saved.train.ema_decay} -> {requested.train.ema_decay}")
+        raise UserError(
+            f"{run_dir} holds a run with another weight average ({'; '.join(diffs)}): its "
+            "checkpoints cannot continue it; use a new --run-dir with --init-from")
     precisions = (saved.train.precision, requested.train.precision)
     if precisions[0] != precisions[1] and "mixed_float16" in precisions:
         raise UserError(
@@ -265,6 +272,23 @@ def _save_generator(generator: keras.Model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def averaged_weights(generator: keras.Model, ema: list[tf.Variable] | None):
+    """Within: the generator holds its weight average (if any); after, its own weights."""
+    if not ema:
+        yield generator
+        return
+    weights = generator.trainable_variables
+    own = [tf.identity(w) for w in weights]
+    try:
+        for weight, average in zip(weights, ema, strict=True):
+            weight.assign(tf.cast(average, weight.dtype))
+        yield generator
+    finally:
+        for weight, value in zip(weights, own, strict=True):
+            weight.assign(value)
+
+
 class Trainer:
     """Trains, or resumes, one run in a run directory.
 
@@ -286,6 +310,7 @@ class Trainer:
         self.quiet = quiet
         self.generator: keras.Model | None = None
         self.discriminator: keras.Model | None = None
+        self.ema: list[tf.Variable] | None = None  # the generator's weight average, if any
         # Whether the run's length is known (always, but for a time-limited run before its
         # speed is measured).
         self.fitted = False
@@ -404,21 +429,33 @@ class Trainer:
             g_opt.build(generator.trainable_variables)
             d_opt.build(discriminator.trainable_variables)
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            checkpoint = tf.train.Checkpoint(
+            # The generator's weight average (`--ema-decay`), in float32 whatever the
+            # precision; checkpointed beside the weights.
+            ema = [tf.Variable(tf.cast(v, tf.float32), trainable=False,
+                               name=f"ema_{i}") for i, v in
+                   enumerate(generator.trainable_variables)] if train.ema_decay else None
+            tracked = dict(
                 step=step_var,
                 generator=checkpoint_variables(generator),
                 discriminator=checkpoint_variables(discriminator),
                 g_optimizer=g_opt,
                 d_optimizer=d_opt,
             )
+            if ema:
+                tracked["generator_ema"] = {
+                    v.path.split("/", 1)[1]: average
+                    for v, average in zip(generator.trainable_variables, ema, strict=True)}
+            checkpoint = tf.train.Checkpoint(**tracked)
             train_step = TrainStep(
                 strategy, generator, discriminator, g_opt, d_opt,
                 global_batch_size=batch, l1_weight=train.l1_weight,
                 use_cue_mask=config.model.use_cue_mask, xla=train.xla, step=step_var,
                 derive=functools.partial(derive_batch,
                                          **training_data.derive_options(config.data)),
+                ema=ema, ema_decay=train.ema_decay,
             )
         self.generator, self.discriminator = generator, discriminator
+        self.ema = ema
 
         # All workers take part in saving (variables may need collective reads); only the
         # chief's checkpoints land in the run directory.
@@ -430,6 +467,9 @@ class Trainer:
         )
         try:
             origin = self._restore(checkpoint, ckpt_dir)
+            if ema and not origin.startswith("checkpoint"):
+                for average, weight in zip(ema, generator.trainable_variables, strict=True):
+                    average.assign(tf.cast(weight, tf.float32))  # the weights started from
             if train.lr_decay == "constant":
                 # A checkpoint holds the learning rate it was trained with; a resumed run
                 # uses the one asked for now (e.g. lower, after the losses went NaN).
@@ -611,7 +651,8 @@ class Trainer:
                 keras.ops.convert_to_numpy(train_step.g_optimizer.learning_rate)),
         }
         if chief:
-            _save_generator(self.generator, run_dir / GENERATOR_FILE)
+            with averaged_weights(self.generator, self.ema):
+                _save_generator(self.generator, run_dir / GENERATOR_FILE)
             write_bytes_atomic(run_dir / SUMMARY_FILE,
                                (json.dumps(summary, indent=2) + "\n").encode())
         # Not part of train_summary.json: whether this process wrote the run directory.
@@ -784,8 +825,8 @@ _OVERRIDES = {
     "source": "data", "data_dir": "data", "no_cues": "data", "complexity_ceiling": "data",
     "holdout_fraction": "data", "synthetic_count": "data",
     "batch_size": "train", "epochs": "train", "steps": "train", "learning_rate": "train",
-    "lr_decay": "train", "seed": "train", "precision": "train", "xla": "train",
-    "derive_on": "train", "time_limit_s": "train",
+    "lr_decay": "train", "ema_decay": "train", "seed": "train", "precision": "train",
+    "xla": "train", "derive_on": "train", "time_limit_s": "train",
     "strategy": "train", "tpu": "train", "checkpoint_every": "train",
 }
 

@@ -141,6 +141,11 @@ class TrainStep:
         derive: for batches of augmented images (`{"image": uint8, "seed"}`), the function
             that derives the examples (`derive_batch` with the run's cue settings), called on
             each replica's share at the start of the step, on its device.
+        ema: a variable per generator trainable variable (same order), moved towards it after
+            every step: `ema = d * ema + (1 - d) * weight`, d = min(ema_decay,
+            (1 + step) / (10 + step)) so that the first steps are not averaged with the
+            initial weights (needs `step`).
+        ema_decay: the average's decay.
     """
 
     def __init__(
@@ -157,6 +162,8 @@ class TrainStep:
         xla: bool = False,
         step: tf.Variable | None = None,
         derive: Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]] | None = None,
+        ema: list[tf.Variable] | None = None,
+        ema_decay: float = 0.999,
     ):
         self.strategy = strategy
         self.generator = generator
@@ -168,6 +175,10 @@ class TrainStep:
         self.use_cue_mask = use_cue_mask
         self.step = step
         self.derive = derive
+        if ema is not None and (step is None or len(ema) != len(generator.trainable_variables)):
+            raise ValueError("ema: needs `step` and one variable per generator trainable variable")
+        self.ema = ema
+        self.ema_decay = ema_decay
         # Batch-norm moving statistics are updated by each replica from its own examples;
         # averaged after every step they stay identical on all replicas and workers.
         self._replica_averaged = [
@@ -249,6 +260,14 @@ class TrainStep:
         per_replica = self.strategy.run(self._replica_step, args=(distributed_batch,))
         if self.step is not None:
             self.step.assign_add(1)
+        if self.ema:
+            # After the update, in cross-replica context: the weights are the same on every
+            # replica, and so is their average.
+            n = tf.cast(self.step, tf.float32)
+            decay = tf.minimum(self.ema_decay, (1.0 + n) / (10.0 + n))
+            for average, weight in zip(self.ema, self.generator.trainable_variables,
+                                       strict=True):
+                average.assign(decay * average + (1.0 - decay) * tf.cast(weight, tf.float32))
         return {
             name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None)
             for name in LOSS_NAMES

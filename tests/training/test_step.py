@@ -126,3 +126,37 @@ def test_fused_adam_follows_keras_adam():
     assert np.abs(theirs.numpy() - start).max() > 0.05
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-5)
     assert isinstance(make_optimizer(TrainConfig(), 10), FusedAdam)
+
+
+def test_the_weight_average_follows_the_weights_with_the_warm_up_decay():
+    counter = tf.Variable(0, dtype=tf.int64)
+    probe = _step(TrainConfig())
+    ema = [tf.Variable(tf.cast(v, tf.float32), trainable=False)
+           for v in probe.generator.trainable_variables]
+    step = TrainStep(probe.strategy, probe.generator, probe.discriminator, probe.g_optimizer,
+                     probe.d_optimizer, global_batch_size=2, step=counter, ema=ema,
+                     ema_decay=0.5)
+    expected = [v.numpy() for v in step.generator.trainable_variables]
+    for n in range(1, 5):
+        step(_batch(seed=n))
+        # Steps 1 and 2: (1 + n) / (10 + n) = 0.18, 0.25 < 0.5; then 0.5 itself.
+        decay = min(0.5, (1 + n) / (10 + n))
+        weights = [v.numpy() for v in step.generator.trainable_variables]
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights, strict=True)]
+        for average, want in zip(ema, expected, strict=True):
+            np.testing.assert_allclose(average.numpy(), want, rtol=1e-5, atol=1e-7)
+    # After moving weights the average lags them.
+    assert max(np.abs(a.numpy() - w).max() for a, w in zip(ema, weights, strict=True)) > 0
+
+
+def test_a_weight_average_needs_the_step_counter_and_every_weight():
+    probe = _step(TrainConfig())
+    weights = probe.generator.trainable_variables
+    with pytest.raises(ValueError, match="ema"):
+        TrainStep(probe.strategy, probe.generator, probe.discriminator, probe.g_optimizer,
+                  probe.d_optimizer, global_batch_size=2,
+                  ema=[tf.Variable(v) for v in weights])
+    with pytest.raises(ValueError, match="ema"):
+        TrainStep(probe.strategy, probe.generator, probe.discriminator, probe.g_optimizer,
+                  probe.d_optimizer, global_batch_size=2, step=tf.Variable(0, dtype=tf.int64),
+                  ema=[tf.Variable(v) for v in weights[:-1]])
