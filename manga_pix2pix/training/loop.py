@@ -97,6 +97,11 @@ SHAPE_FIELDS = ("image_size", "base_filters", "norm", "sketch_channels", "cue_ch
                 "use_cue_mask")
 
 
+def variable_key(variable) -> str:
+    """A weight's path inside its model (`down_1/norm/gamma`): its key in checkpoints."""
+    return variable.path.split("/", 1)[1]
+
+
 def checkpoint_variables(model: keras.Model) -> dict[str, tf.Variable]:
     """Every variable of a model, keyed by its path inside the model.
 
@@ -112,7 +117,7 @@ def checkpoint_variables(model: keras.Model) -> dict[str, tf.Variable]:
             key = f"rng/{rng}"
             rng += 1
         else:
-            key = variable.path.split("/", 1)[1]
+            key = variable_key(variable)
         if key in variables:
             raise RuntimeError(f"two variables of {model.name} share the path {key}")
         variables[key] = variable
@@ -154,10 +159,10 @@ def check_resumable(saved: Config, requested: Config, run_dir: Path) -> None:
             "--run-dir, or --init-from to start a new run from its weights"
         )
     if (saved.train.ema_decay > 0) != (requested.train.ema_decay > 0):
-        diffs.append(f"ema_decay {saved.train.ema_decay} -> {requested.train.ema_decay}")
         raise UserError(
-            f"{run_dir} holds a run with another weight average ({'; '.join(diffs)}): its "
-            "checkpoints cannot continue it; use a new --run-dir with --init-from")
+            f"{run_dir} holds a run with another weight average (ema_decay "
+            f"{saved.train.ema_decay} -> {requested.train.ema_decay}): its checkpoints cannot "
+            "continue it; use a new --run-dir with --init-from")
     precisions = (saved.train.precision, requested.train.precision)
     if precisions[0] != precisions[1] and "mixed_float16" in precisions:
         raise UserError(
@@ -443,7 +448,7 @@ class Trainer:
             )
             if ema:
                 tracked["generator_ema"] = {
-                    v.path.split("/", 1)[1]: average
+                    variable_key(v): average
                     for v, average in zip(generator.trainable_variables, ema, strict=True)}
             checkpoint = tf.train.Checkpoint(**tracked)
             train_step = TrainStep(

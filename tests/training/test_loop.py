@@ -351,9 +351,9 @@ def test_the_saved_generator_holds_the_weight_average_and_a_resume_continues_it(
                 if v.trainable}
     tf.train.Checkpoint(generator_ema=averages).restore(
         tf.train.latest_checkpoint(str(run / "checkpoints"))).expect_partial()
-    keys = [v.path.split("/", 1)[1] for v in saved.trainable_variables]
-    for key, weight in zip(keys, saved.trainable_variables, strict=True):
-        np.testing.assert_allclose(weight.numpy(), averages[key].numpy(), atol=1e-7)
+    for weight in saved.trainable_variables:
+        np.testing.assert_allclose(weight.numpy(), averages[loop.variable_key(weight)].numpy(),
+                                   atol=1e-7)
     assert max(np.abs(a.numpy() - b.numpy()).max() for a, b in zip(
         saved.trainable_variables, full.generator.trainable_variables, strict=True)) > 1e-6
     # Resumed part-way, the average comes out as in the uninterrupted run.
