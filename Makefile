@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-run
+# Test processes (pytest-xdist); TEST_WORKERS=0 runs the suite in this process alone.
+TEST_WORKERS ?= 2
 
 .PHONY: venv test demo lint bench bench-gpu clean
 
@@ -15,7 +17,7 @@ $(BIN)/manga-pix2pix: setup.cfg pyproject.toml
 venv: $(BIN)/manga-pix2pix
 
 test: venv
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
 
 demo: venv
 	TF_CPP_MIN_LOG_LEVEL=2 DEMO_DIR=$(DEMO_DIR) PATH=$(BIN):$$PATH bash scripts/demo.sh
