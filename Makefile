@@ -30,6 +30,7 @@ bench: venv
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/train_precision.py
 	$(BIN)/python benchmarks/colorize.py
+	$(BIN)/python benchmarks/regions.py
 	$(BIN)/python benchmarks/evaluate_pairs.py
 	$(BIN)/python benchmarks/serve.py
 

@@ -299,3 +299,23 @@ def test_auto_background_is_paper_until_something_is_painted(models, tmp_path):
     np.testing.assert_array_equal(
         colour("off-auto", "--no-cues", "--regions", "off"),
         colour("off-model", "--no-cues", "--regions", "off", "--background", "model"))
+
+
+def test_a_second_colour_on_the_page_stops_a_stroke_running_through_a_gap(models, tmp_path):
+    art = np.full((96, 128), 255, np.uint8)
+    cv2.rectangle(art, (30, 20), (98, 76), 0, 2)
+    art[40:56, 96:101] = 255  # the outline is open on the right, far wider than closes
+    sketch = _write(tmp_path / "open.png", art)
+    figure_only = np.zeros((96, 128, 4), np.uint8)
+    figure_only[45:50, 45:75] = (200, 40, 30, 255)
+    both = figure_only.copy()
+    both[84:89, 40:90] = (255, 255, 255, 255)  # and white on the page below the figure
+    out = {}
+    for name, cues in (("figure", figure_only), ("both", both)):
+        _ok(_colorize(sketch, "--model", models["run"], "--cues",
+                      _write(tmp_path / f"{name}-cues.png", cues), "-o", tmp_path / f"{name}.png"))
+        out[name] = read_image(tmp_path / f"{name}.png")
+    inside, page = out["figure"][30:66, 40:88], out["figure"][2:12, 2:126]
+    assert (inside == (200, 40, 30)).all() and (page == (200, 40, 30)).all()  # one region
+    inside, page = out["both"][30:66, 40:88], out["both"][2:12, 2:126]
+    assert (inside == (200, 40, 30)).all() and (page == 255).all()  # cut at the gap

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from manga_pix2pix.inference.regions import lab
+
 #: Levelled gray levels (paper at 255) below this are lines.
 LINE_THRESHOLD = 230
 #: The gray level percentile taken as the paper colour (as `colorize` levels line art).
@@ -221,13 +223,6 @@ def place_strokes(
 def median_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-channel median of uint8 RGB `image` under the bool `mask`: uint8 `[3]`."""
     return np.round(np.median(image[mask], axis=0)).astype(np.uint8)
-
-
-def lab(colours: np.ndarray) -> np.ndarray:
-    """uint8 RGB colours `[..., 3]` -> CIE L*a*b* (L* in 0-100), float32 `[..., 3]`."""
-    colours = np.asarray(colours, np.float32) / 255.0
-    flat = colours.reshape(-1, 1, 3)
-    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(colours.shape)
 
 
 def delta_e(a: np.ndarray, b: np.ndarray) -> np.ndarray:

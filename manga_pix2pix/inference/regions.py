@@ -10,11 +10,17 @@ colouring respect the regions at the sketch's full resolution:
    pixels so that small gaps in a hand-drawn outline still close it; the paper's 4-connected
    components are the regions. Components smaller than `min_area` of the image (hatching,
    specks) are left as they are.
-2. **Targets.** A region that holds at least `MIN_STROKE_PIXELS` pixels of a cue stroke takes
+2. **Strokes of different colours in one region** split it (`split_between_strokes`): where
+   an outline has a gap too wide to close, the figure and the page around it are one region,
+   and a stroke on the figure would colour the whole page. A second stroke of another colour
+   on the other side (the paper's white, say) splits the region where its paper is narrowest,
+   at the gap, as a paint program's "close gaps" bucket or a lazy-brush tool would. Strokes
+   whose colours are within `SAME_COLOUR_DE` of each other are one colour and split nothing.
+3. **Targets.** A region that holds at least `MIN_STROKE_PIXELS` pixels of a cue stroke takes
    the median colour of the stroke pixels in it (the artist said what colour it is); any other
    region keeps the generator's colour for it, its median, unless `background="paper"`: then
    an unstroked region that touches the image border is left as paper (white).
-3. **Colour.** `mode="shift"` moves each region's colours by (target - the generator's median
+4. **Colour.** `mode="shift"` moves each region's colours by (target - the generator's median
    for the region), so the shading the generator drew inside it stays, and lines and tiny
    components are not changed. `mode="flat"` paints each region its target colour, and every
    other pixel (lines, their anti-aliased edges, specks) the nearest region's colour times
@@ -26,6 +32,8 @@ part of `Colorizer` and the commands built on it, not of the exported SavedModel
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -46,6 +54,19 @@ BACKGROUNDS = ("auto", "model", "paper")
 LINE_LEVEL = 0.90
 #: Stroke pixels a region needs before it takes the stroke's colour.
 MIN_STROKE_PIXELS = 4
+#: Stroke colours closer than this (CIE76 dE) are one colour: a region is split only between
+#: strokes of different colours.
+SAME_COLOUR_DE = 10.0
+#: `split_between_strokes` floods every pixel of depth (distance to the lines) up to this...
+FINE_LEVELS = 16
+#: ... and in steps of this ratio above it (a wide region needs no finer steps).
+COARSE_LEVEL_RATIO = 0.85
+#: The longest side at which a region is flooded (larger ones are flooded smaller)...
+SPLIT_SIDE = 1024
+#: ... and how many cells' width the pixels that the smaller flood leaves out are grown into.
+GROW_CELLS = 4
+#: The most stroke colours a region is split between (more leave it one median colour).
+MAX_GROUPS = 255
 
 
 def paper_level(gray: np.ndarray) -> float:
@@ -113,6 +134,191 @@ def _region_medians(values: np.ndarray, labels: np.ndarray, count: int) -> np.nd
     return out
 
 
+def lab(colours: np.ndarray) -> np.ndarray:
+    """uint8 RGB colours `[..., 3]` -> CIE L*a*b* (L* in 0-100), float32 `[..., 3]`."""
+    colours = np.asarray(colours, np.float32) / 255.0
+    flat = colours.reshape(-1, 1, 3)
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(colours.shape)
+
+
+def _colour_groups(colours: np.ndarray) -> np.ndarray:
+    """Groups colours `[N, 3]`: each joins the first group whose first colour is within
+    `SAME_COLOUR_DE` of it, in order. Returns int32 `[N]`, the groups numbered from 1."""
+    heads: list[np.ndarray] = []
+    groups = np.zeros(len(colours), np.int32)
+    for i, colour in enumerate(lab(colours)):
+        near = [g for g, head in enumerate(heads)
+                if np.linalg.norm(colour - head) < SAME_COLOUR_DE]
+        if not near:
+            heads.append(colour)
+            near = [len(heads) - 1]
+        groups[i] = near[0] + 1
+    return groups
+
+
+def _flood_levels(deepest: float) -> list[float]:
+    """Depths at which `split_between_strokes` floods, deepest first: geometric steps down
+    to `FINE_LEVELS` pixels, then every pixel down to 0 (the narrowest passage decides)."""
+    levels = list(range(FINE_LEVELS, -1, -1))
+    level = deepest
+    coarse = []
+    while level > FINE_LEVELS:
+        coarse.append(level)
+        level *= COARSE_LEVEL_RATIO
+    return coarse + levels
+
+
+def _nearest_group(groups: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """For the pixels `where`, the group of the nearest pixel that has one (`groups` > 0)."""
+    _, nearest = cv2.distanceTransformWithLabels(
+        (groups == 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # distanceTransformWithLabels numbers the zero pixels (those with a group) 1.. in raster
+    # order.
+    seeded = groups[groups > 0]
+    by_pixel = np.zeros(seeded.size + 1, np.int32)
+    by_pixel[1:] = seeded
+    return by_pixel[nearest[where]]
+
+
+def _grow(groups: np.ndarray, where: np.ndarray, steps: int) -> None:
+    """Gives the pixels `where` (bool) the groups of their 4-neighbours, one pixel a step for
+    up to `steps` steps (so that a group reaches only through `where`, never across a line),
+    then whatever is still left the nearest pixel's group; in place. Groups are at most 255."""
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    where = where.copy()
+    for _ in range(steps):
+        grown = cv2.dilate(groups.astype(np.uint8), cross)
+        taken = where & (grown > 0)
+        groups[taken] = grown[taken]
+        where &= ~taken
+        if not where.any():
+            return
+    if where.any():
+        groups[where] = _nearest_group(groups, where)
+
+
+def _flood(region: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """`split_between_strokes` at the size it is given (`groups`: the markers in `region`)."""
+    depth = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
+    stride = int(groups.max()) + 1
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    flat_groups = groups.ravel()
+    previous = None
+    for level in _flood_levels(float(depth.max())):
+        seeded = groups > 0
+        pending = region & (depth >= level) & ~seeded
+        if not pending.any():
+            continue
+        inside = (pending | seeded).astype(np.uint8)
+        count, parts = cv2.connectedComponents(inside, connectivity=4)
+        # The groups next to each part's pending pixels are the ones it holds.
+        edge = np.flatnonzero(seeded & (cv2.dilate(pending.astype(np.uint8), cross) > 0))
+        keys = parts.ravel()[edge].astype(np.int64) * stride + flat_groups[edge]
+        present = np.bincount(keys, minlength=count * stride).reshape(count, stride)[:, 1:] > 0
+        held = present.sum(axis=1)
+        only = np.where(held == 1, present.argmax(axis=1) + 1, 0).astype(np.int32)
+        todo = np.flatnonzero(pending)
+        part = parts.ravel()[todo]
+        flat_groups[todo] = only[part]
+        shared = todo[held[part] > 1]
+        if shared.size:
+            # Where two floods meet: the band of pixels new at this depth, shared out from
+            # both sides (as wide as the step from the depth before).
+            where = np.zeros(groups.shape, bool)
+            where.ravel()[shared] = True
+            _grow(groups, where, math.ceil(previous - level) + 1 if previous else 1)
+        previous = level
+    return groups
+
+
+def split_between_strokes(region: np.ndarray, markers: np.ndarray) -> np.ndarray:
+    """Splits one region between groups of strokes where its paper is narrowest.
+
+    The region is flooded from the strokes in order of each pixel's distance to the region's
+    edge (its lines), the widest paper first, as a marker-controlled watershed on that
+    distance: the floods of two strokes meet where the paper between them is narrowest, which
+    is the gap where an outline is left open. A part that no stroke's flood reached before it
+    joined two of them is shared out by nearest flooded pixel.
+
+    A region longer than `SPLIT_SIDE` pixels is flooded at a size that fits (each cell the
+    paper only where all its pixels are: lines never get thinner); the pixels that the
+    smaller flood leaves out (along the lines, thin parts) then take their neighbours' groups,
+    grown inside the region.
+
+    Args:
+        region: bool `[H, W]`, one 4-connected region.
+        markers: int32 `[H, W]`, 1..G under each group's stroke pixels, 0 elsewhere.
+
+    Returns:
+        int32 `[H, W]`: the group each pixel of `region` is given (every pixel connected to a
+        stroke gets one), 0 outside it.
+    """
+    groups = np.where(region, markers, 0).astype(np.int32)
+    if not groups.any():
+        return groups
+    height, width = region.shape
+    cell = -(-max(height, width) // SPLIT_SIDE)
+    if cell == 1:
+        return _flood(region, groups)
+    block = np.ones((cell, cell), np.uint8)
+    # Each cell's top-left pixel gets the minimum (paper) or maximum (group) over the cell.
+    small_region = cv2.erode(region.astype(np.uint8), block, anchor=(0, 0))[::cell, ::cell]
+    small_groups = cv2.dilate(groups.astype(np.uint8), block, anchor=(0, 0))[::cell, ::cell]
+    small_region = small_region > 0
+    small = _flood(small_region, np.where(small_region, small_groups, 0).astype(np.int32))
+    big = np.repeat(np.repeat(small, cell, axis=0), cell, axis=1)[:height, :width]
+    groups = np.where(region & (groups == 0), big, groups)
+    # The pixels left out (along the lines, in thin parts) grow from their neighbours inside
+    # the region for a few cells' width.
+    missing = region & (groups == 0)
+    if missing.any():
+        _grow(groups, missing, GROW_CELLS * cell)
+    return groups
+
+
+def split_stroked_regions(
+    labels: np.ndarray, count: int, strokes: np.ndarray, stroke_mask: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Each region that holds strokes of different colours split between them.
+
+    A stroke is a 4-connected part of `stroke_mask` inside a region, of at least
+    `MIN_STROKE_PIXELS` pixels; its colour is its median. Strokes of one region whose colours
+    are within `SAME_COLOUR_DE` of each other are one group; with two groups or more the region
+    is split by `split_between_strokes`, the first group keeping its label.
+
+    Returns:
+        `(labels, count)` as `line_regions` gives them, with a new label per extra group.
+    """
+    inside = (stroke_mask & (labels > 0)).astype(np.uint8)
+    parts, marks, stats, _ = cv2.connectedComponentsWithStats(inside, connectivity=4,
+                                                               ltype=cv2.CV_32S)
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= MIN_STROKE_PIXELS)
+    big = big[big > 0]
+    if big.size < 2:
+        return labels, count
+    # Every pixel of a stroke part lies in one region (both are 4-connected, lines are not),
+    # so the mean of its labels is that region's.
+    sums = np.bincount(marks.ravel(), weights=labels.ravel(), minlength=parts)
+    region_of = np.round(sums[big] / stats[big, cv2.CC_STAT_AREA]).astype(np.int64)
+    colours = _region_medians(strokes, marks, parts)[big]
+    labels = labels.copy()
+    for region in np.unique(region_of):
+        mine = region_of == region
+        groups = _colour_groups(colours[mine])
+        if not 2 <= groups.max() <= MAX_GROUPS:
+            continue
+        rows, cols = np.nonzero(labels == region)
+        box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        lookup = np.zeros(parts, np.int32)
+        lookup[big[mine]] = groups
+        split = split_between_strokes(labels[box] == region, lookup[marks[box]])
+        for group in range(2, int(groups.max()) + 1):
+            labels[box][split == group] = count
+            count += 1
+    return labels, count
+
+
 def _lines_over(
     table: np.ndarray, labels: np.ndarray, gray: np.ndarray, paper: float
 ) -> np.ndarray:
@@ -169,6 +375,8 @@ def colour_regions(
     labels, count = line_regions(sketch_gray, paper=paper_gray)
     if count <= 1:
         return result
+    if strokes is not None and stroke_mask is not None and stroke_mask.any():
+        labels, count = split_stroked_regions(labels, count, strokes, stroke_mask)
     model_median = _region_medians(result, labels, count)
     target = model_median.copy()
     stroked = np.zeros(0, np.int64)

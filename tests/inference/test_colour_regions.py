@@ -4,7 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from manga_pix2pix.inference.regions import _region_medians, colour_regions, line_regions
+from manga_pix2pix.inference import regions
+from manga_pix2pix.inference.regions import (
+    _region_medians,
+    colour_regions,
+    line_regions,
+    split_between_strokes,
+)
 
 
 def two_boxes(gap: int = 0) -> np.ndarray:
@@ -119,3 +125,113 @@ def test_paper_background_leaves_unstroked_border_regions_white(mode):
     assert (stroked[labels == outside] == (200, 30, 90)).all()
     with pytest.raises(ValueError, match="background"):
         colour_regions(result, art, None, None, mode, background="white")
+
+
+RED, WHITE, BLUE = (220, 30, 40), (255, 255, 255), (30, 60, 220)
+
+
+def open_box(scale: int = 1) -> np.ndarray:
+    """A figure (a box) whose outline is open on the right by a gap far too wide to close,
+    so that the figure and the page around it are one region; `scale` times 80 x 120 px."""
+    art = np.full((80 * scale, 120 * scale), 250, np.uint8)
+    cv2.rectangle(art, (20 * scale, 15 * scale), (70 * scale, 65 * scale), 20, 2 * scale)
+    art[35 * scale:45 * scale, 68 * scale:73 * scale] = 250  # the gap: 10 px of 50
+    return art
+
+
+def painted(shape, *strokes) -> tuple[np.ndarray, np.ndarray]:
+    """A stroke layer from `((row slice, col slice), colour)` pairs: colours and mask."""
+    colours = np.zeros((*shape, 3), np.uint8)
+    mask = np.zeros(shape, bool)
+    for where, colour in strokes:
+        mask[where] = True
+        colours[where] = colour
+    return colours, mask
+
+
+@pytest.mark.parametrize("scale", [1, 10])
+def test_strokes_of_two_colours_split_an_open_outline_at_its_gap(scale):
+    s = scale
+    art = open_box(scale)
+    labels, _ = line_regions(art)
+    assert labels[40 * s, 45 * s] == labels[5 * s, 5 * s] > 0  # one region through the gap
+    result = np.full((*art.shape, 3), 150, np.uint8)
+    inside = (slice(38 * s, 42 * s), slice(35 * s, 50 * s))
+    outside = (slice(70 * s, 74 * s), slice(85 * s, 100 * s))
+    figure = np.zeros(art.shape, bool)
+    figure[15 * s:65 * s, 20 * s:70 * s] = True  # the box, its outline included
+    page = (labels == labels[5 * s, 5 * s]) & ~figure
+    page[30 * s:50 * s, 60 * s:80 * s] = False  # where the cut through the gap may fall
+
+    # One red stroke on the figure colours the page too: the outline is open.
+    alone = colour_regions(result, art, *painted(art.shape, (inside, RED)), "flat")
+    assert (alone[page] == RED).all()
+    # With a white stroke on the page as well, the region is cut at the gap.
+    both = colour_regions(result, art, *painted(art.shape, (inside, RED), (outside, WHITE)),
+                          "flat")
+    assert (both[figure & (labels > 0)] == RED).all()
+    assert (both[page] == WHITE).all()
+    # The lines stay the artist's: dark, whichever side they are on.
+    assert both[art < 128].max() <= round(255 * 20 / 250)
+
+
+def test_strokes_of_one_colour_split_nothing_and_three_colours_split_three_ways():
+    art = open_box()
+    labels, _ = line_regions(art)
+    result = np.full((*art.shape, 3), 150, np.uint8)
+    inside = (slice(38, 42), slice(35, 50))
+    outside = (slice(70, 74), slice(85, 100))
+    corner = (slice(3, 6), slice(3, 12))
+    near_red = (224, 34, 40)  # within SAME_COLOUR_DE of RED: the same colour, painted twice
+    assert np.linalg.norm(regions.lab(np.uint8([RED])) - regions.lab(np.uint8([near_red]))) < \
+        regions.SAME_COLOUR_DE
+    colours, mask = painted(art.shape, (inside, RED), (outside, near_red))
+    same = colour_regions(result, art, colours, mask, "flat")
+    region = labels == labels[5, 5]
+    median = np.median(colours[mask], axis=0).round()
+    assert (same[region] == median).all()  # one region, the strokes' median colour, as before
+    three = colour_regions(result, art, *painted(art.shape, (inside, RED), (outside, WHITE),
+                                                 (corner, BLUE)), "flat")
+    assert tuple(three[40, 45]) == RED and tuple(three[72, 110]) == WHITE
+    assert tuple(three[4, 30]) == BLUE  # the corner's stroke holds its own part of the page
+    assert {tuple(c) for c in three[region]} == {RED, WHITE, BLUE}
+
+
+def test_a_split_gives_every_pixel_of_the_region_a_group_and_keeps_the_strokes_own():
+    art = open_box(2)
+    labels, _ = line_regions(art)
+    region = labels == labels[10, 10]
+    markers = np.zeros(art.shape, np.int32)
+    markers[76:84, 70:100] = 1
+    markers[140:148, 170:200] = 2
+    groups = split_between_strokes(region, markers)
+    assert groups.dtype == np.int32 and groups.shape == art.shape
+    assert (groups[region] > 0).all() and (groups[~region] == 0).all()
+    np.testing.assert_array_equal(groups[markers > 0], markers[markers > 0])
+    # The cut lies in the gap: each side of the outline belongs to one group.
+    assert (groups[36:124, 46:134][region[36:124, 46:134]] == 1).all()
+    assert (groups[:20][region[:20]] == 2).all()
+    no_strokes = split_between_strokes(region, np.zeros_like(markers))
+    assert not no_strokes.any()
+
+
+def test_a_large_region_split_smaller_reaches_no_group_across_a_line():
+    # Longer than SPLIT_SIDE, so flooded at half size. A wall down the middle, open at one
+    # place, parts the two strokes' sides; a second, short wall 2 px thick on the left side
+    # leaves a 1 px channel beside the first, too thin for the half-size flood. The channel
+    # is the left side's (it opens only to it), though the right side is nearer across the
+    # wall.
+    height = regions.SPLIT_SIDE + 76
+    region = np.ones((height, 60), bool)
+    region[:, 30] = False
+    region[500:520, 30] = True
+    region[100:109, 27:29] = False
+    markers = np.zeros(region.shape, np.int32)
+    markers[50:60, 5:15] = 1
+    markers[50:60, 45:55] = 2
+    groups = split_between_strokes(region, markers)
+    assert (groups[100:109, 29] == 1).all()
+    away = np.ones(height, bool)
+    away[480:540] = False  # where the cut through the opening may fall
+    assert (groups[away, :30][region[away, :30]] == 1).all()
+    assert (groups[away, 31:][region[away, 31:]] == 2).all()
