@@ -248,12 +248,16 @@ def split_between_strokes(region: np.ndarray, markers: np.ndarray) -> np.ndarray
 
     Args:
         region: bool `[H, W]`, one 4-connected region.
-        markers: int32 `[H, W]`, 1..G under each group's stroke pixels, 0 elsewhere.
+        markers: int32 `[H, W]`, 1..G under each group's stroke pixels (G at most
+            `MAX_GROUPS`), 0 elsewhere.
 
     Returns:
         int32 `[H, W]`: the group each pixel of `region` is given (every pixel connected to a
         stroke gets one), 0 outside it.
     """
+    if markers.size and not 0 <= markers.min() <= markers.max() <= MAX_GROUPS:
+        raise ValueError(f"markers: groups must be 0..{MAX_GROUPS}, got "
+                         f"{markers.min()}..{markers.max()}")
     groups = np.where(region, markers, 0).astype(np.int32)
     if not groups.any():
         return groups

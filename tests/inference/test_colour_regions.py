@@ -213,6 +213,8 @@ def test_a_split_gives_every_pixel_of_the_region_a_group_and_keeps_the_strokes_o
     assert (groups[:20][region[:20]] == 2).all()
     no_strokes = split_between_strokes(region, np.zeros_like(markers))
     assert not no_strokes.any()
+    with pytest.raises(ValueError, match="markers"):
+        split_between_strokes(region, markers * 200)
 
 
 def test_a_large_region_split_smaller_reaches_no_group_across_a_line():
