@@ -169,7 +169,8 @@ def _flood_levels(deepest: float) -> list[float]:
 
 
 def _nearest_group(groups: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """For the pixels `where`, the group of the nearest pixel that has one (`groups` > 0)."""
+    """For the pixels `where` (bool), the group (or region label) of the nearest pixel that
+    has one (`groups` > 0), in raster order."""
     _, nearest = cv2.distanceTransformWithLabels(
         (groups == 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
@@ -330,18 +331,10 @@ def _lines_over(
     region's colour times the line art's level there (gray / `paper`), as a multiplied line
     layer would."""
     lines = labels == 0
-    _, nearest = cv2.distanceTransformWithLabels(
-        lines.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    # distanceTransformWithLabels numbers the zero pixels (the regions) 1.. in raster order.
-    by_pixel = np.zeros(int(nearest.max()) + 1, np.int32)
-    region_labels = labels[~lines]
-    by_pixel[1:region_labels.size + 1] = region_labels
     out = np.take(table, labels, axis=0)  # 3x faster than table[labels]
-    where = np.flatnonzero(lines)
-    level = np.clip(gray.ravel()[where].astype(np.float32) / paper, 0.0, 1.0)
-    colour = np.take(table, by_pixel[nearest.ravel()[where]], axis=0)
-    out.reshape(-1, out.shape[-1])[where] = np.round(colour * level[:, None]).astype(np.uint8)
+    level = np.clip(gray[lines].astype(np.float32) / paper, 0.0, 1.0)
+    colour = np.take(table, _nearest_group(labels, lines), axis=0)
+    out[lines] = np.round(colour * level[:, None]).astype(np.uint8)
     return out
 
 
