@@ -600,6 +600,9 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               help="Global batch size, split over replicas [default: the preset's].")
 @click.option("--image-size", type=click.IntRange(min=32, max=1024), default=None,
               help="Training image side, a power of two [default: the preset's].")
+@click.option("--base-filters", type=click.IntRange(min=1), default=None,
+              help="Filters of the networks' first layer; every layer's width scales with it "
+                   "(paper: 64) [default: the preset's].")
 @click.option("--norm", type=click.Choice(["batch", "instance"]), default=None,
               help="Normalisation: batch (paper) or instance (large batches, many replicas).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -24,9 +24,9 @@ def test_help_lists_the_options():
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0
     for option in ("--data", "--data-dir", "--no-cues", "--preset", "--epochs", "--steps",
-                   "--batch-size", "--image-size", "--run-dir", "--init-from", "--strategy",
-                   "--tpu", "--precision", "--xla", "--seed", "--quiet", "--holdout-fraction",
-                   "--time-limit"):
+                   "--batch-size", "--image-size", "--base-filters", "--run-dir", "--init-from",
+                   "--strategy", "--tpu", "--precision", "--xla", "--seed", "--quiet",
+                   "--holdout-fraction", "--time-limit"):
         assert option in result.output, option
     assert "Example:" in result.output
 
@@ -95,6 +95,21 @@ def test_train_writes_the_whole_run_directory(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert "image_size 32 -> 64" in result.output
+    result = _train("--steps", "6", "--base-filters", "4", "--run-dir", str(run))
+    assert result.exit_code == 1 and "base_filters 8 -> 4" in result.output
+
+
+def test_base_filters_sets_the_width_of_both_networks(tmp_path):
+    run = tmp_path / "run"
+    result = _train("--steps", "1", "--base-filters", "4", "--quiet", "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["model"]["base_filters"] == 4
+    narrow = keras.saving.load_model(run / "generator.keras")
+    result = _train("--steps", "1", "--quiet", "--run-dir", str(tmp_path / "preset"))
+    assert result.exit_code == 0, result.output
+    preset = keras.saving.load_model(tmp_path / "preset" / "generator.keras")
+    # Every layer's width halves with the base, so the weights shrink about four-fold.
+    assert 3 < preset.count_params() / narrow.count_params() < 4.5
 
 
 def test_no_cues_trains_a_cue_free_model(tmp_path):
@@ -119,6 +134,7 @@ def test_a_time_limit_reads_seconds_minutes_or_hours(text, seconds):
         (["--data", "no_such_dataset_here"], "neither a folder nor a known TFDS dataset"),
         (["--epochs", "1", "--steps", "1"], "not both"),
         (["--image-size", "48"], "image_size: must be a power of two"),
+        (["--base-filters", "0"], "0 is not in the range x>=1"),
         (["--batch-size", "16"], "fewer than one batch of 16"),
         (["--strategy", "multi-worker"], "needs TF_CONFIG"),
         (["--time-limit", "0"], "not a positive time"),
