@@ -8,6 +8,7 @@ import cv2
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
 from manga_pix2pix.cli import Duration, main
@@ -110,6 +111,9 @@ def test_base_filters_sets_the_width_of_both_networks(tmp_path):
     preset = keras.saving.load_model(tmp_path / "preset" / "generator.keras")
     # Every layer's width halves with the base, so the weights shrink about four-fold.
     assert 3 < preset.count_params() / narrow.count_params() < 4.5
+    # The discriminator (in the checkpoint) starts at the same width.
+    shapes = dict(tf.train.list_variables(str(run / "checkpoints" / "ckpt-1")))
+    assert shapes["discriminator/down_0.Sconv.Skernel/.ATTRIBUTES/VARIABLE_VALUE"][-1] == 4
 
 
 def test_no_cues_trains_a_cue_free_model(tmp_path):
