@@ -7,26 +7,13 @@ import os
 import platform
 
 
-def _cpuinfo_fields(*names: str) -> dict[str, str]:
-    """The first value of each of `names` in /proc/cpuinfo (none where it is unreadable)."""
-    found: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                key = key.strip()
-                if sep and key in names and key not in found:
-                    found[key] = value.strip()
-    except OSError:
-        pass
-    return found
-
-
 def machine(**extra) -> dict:
     """The CPU (name, family, model, counts), load, GPUs, versions, the date; plus `extra`."""
     import tensorflow as tf
 
-    fields = _cpuinfo_fields("model name", "cpu family", "model")
+    from manga_pix2pix.training.strategy import cpu_fields
+
+    fields = cpu_fields("model name", "cpu family", "model")
     info = {
         "cpu": fields.get("model name", platform.processor()),
         # A name such as "AMD EPYC" covers generations that differ 2 x in speed.

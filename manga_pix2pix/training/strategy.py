@@ -163,16 +163,30 @@ CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 GPU_BF16_CAPABILITY = (8, 0)
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags, as Linux lists them (empty where there is no such file)."""
+def cpu_fields(*names: str, cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first CPU's value of each of `names` in `cpuinfo` (none where there is no such file).
+
+    Example: `cpu_fields("model name", "cpu family")` -> `{"model name": "AMD EPYC",
+    "cpu family": "26"}`.
+    """
+    found: dict[str, str] = {}
     try:
         with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                key, sep, value = line.partition(":")
+                key = key.strip()
+                if sep and key in names and key not in found:
+                    found[key] = value.strip()
+                    if len(found) == len(names):
+                        break
     except OSError:
         pass
-    return set()
+    return found
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags, as Linux lists them (empty where there is no such file)."""
+    return set(cpu_fields("flags", cpuinfo=cpuinfo).get("flags", "").split())
 
 
 def resolve_precision(

@@ -13,6 +13,7 @@ import tensorflow as tf
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.training.strategy import (
     CPU_BF16_FLAGS,
+    cpu_fields,
     cpu_flags,
     make_strategy,
     resolve_precision,
@@ -90,6 +91,18 @@ def test_auto_precision_on_this_machine_matches_its_cpu_flags():
     precision, _ = resolve_precision("auto", tf.distribute.get_strategy())
     has_units = bool(cpu_flags().intersection(CPU_BF16_FLAGS))
     assert precision == ("mixed_bfloat16" if has_units else "float32")
+
+
+def test_cpu_fields_are_the_first_cpus_and_model_is_not_model_name(tmp_path):
+    path = tmp_path / "cpuinfo"
+    cpu = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: 2\n" \
+          "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+    path.write_text(cpu.format(n=0, family=26) + cpu.format(n=1, family=25))
+    fields = cpu_fields("model name", "cpu family", "model", "stepping", cpuinfo=str(path))
+    assert fields == {"model name": "AMD EPYC", "cpu family": "26", "model": "2"}
+    assert cpu_flags(str(path)) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_fields("model", cpuinfo=str(tmp_path / "none")) == {}
+    assert cpu_flags(str(tmp_path / "none")) == set()
 
 
 def test_a_concrete_precision_is_kept_and_a_missing_cpuinfo_means_float32(tmp_path):
