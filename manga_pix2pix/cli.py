@@ -13,6 +13,7 @@ import sys
 import click
 
 from manga_pix2pix import __version__
+from manga_pix2pix.config import MAX_CUE_SIGMA, MAX_WORK_SIZE
 from manga_pix2pix.errors import UserError
 
 
@@ -151,7 +152,7 @@ def sketchify(color, output):
 @click.argument("color", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the cue PNG.")
-@click.option("--sigma", type=click.FloatRange(min=0.1), default=None,
+@click.option("--sigma", type=click.FloatRange(0.1, MAX_CUE_SIGMA), default=None,
               help="Blur sigma in pixels [default: 20 per 256 px of short side].")
 @user_errors
 def cues(color, output, sigma):
@@ -209,7 +210,7 @@ def cues(color, output, sigma):
               help="With --pairs/--lineart: the most cue strokes per drawing.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="With --pairs/--lineart: seeds where the strokes go (with each name).")
-@click.option("--work-size", type=click.IntRange(min=8), default=None,
+@click.option("--work-size", type=click.IntRange(8, MAX_WORK_SIZE), default=None,
               help="With --pairs/--lineart: as colorize --work-size [default: the model's "
                    "image size].")
 @click.option("--line-input", type=click.Choice(["adaptive", "grey"]), default=None,
@@ -341,15 +342,16 @@ def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, wo
 @click.option("-m", "--model", required=True, type=click.Path(),
               help="A run directory, a .keras generator file or an exported SavedModel folder.")
 @click.option("-o", "--output", required=True, type=click.Path(),
-              help="The output PNG for one sketch; a folder (created if needed) for several "
-                   "sketches or a sketch folder.")
+              help="The output image for one sketch (.png, .jpg, .webp, .bmp or .tif, by its "
+                   "suffix); a folder (created if needed) for several sketches or a sketch "
+                   "folder.")
 @click.option("--cues", type=click.Path(), default=None,
               help="A cue image (opaque: a full colour layer, blurred like training cues; with "
                    "transparency: strokes where alpha > 0), or a folder of them paired with the "
                    "sketches by file name.")
 @click.option("--no-cues", is_flag=True, help="Colour without cues (the default when --cues "
                                                "is not given).")
-@click.option("--work-size", type=click.IntRange(min=8), default=None,
+@click.option("--work-size", type=click.IntRange(8, MAX_WORK_SIZE), default=None,
               help="Short side in pixels at which colours are computed [default: the model's "
                    "image size]. Larger keeps more detail on big pages; time grows with its "
                    "square.")
@@ -444,7 +446,9 @@ def export(model, output, fmt, norm_stats, force):
     """
     from manga_pix2pix.inference.export import export_model
 
-    export_model(model, output, fmt, norm_stats=norm_stats, force=force)
+    target = export_model(model, output, fmt, norm_stats=norm_stats, force=force)
+    click.echo(f"exported {model} as a {'SavedModel' if fmt == 'savedmodel' else 'TFLite file'} "
+               f"to {target}", err=True)
 
 
 def _notice(line: str, quiet: bool) -> None:
@@ -685,7 +689,7 @@ def train(run_dir, preset_name, init_from, quiet, **options):
         raise click.UsageError("give --epochs or --steps, not both")
     config = loop.build_config(preset_name, **options)
     summary = loop.train(config, run_dir, init_from=init_from, quiet=quiet)
-    if not quiet:
+    if not quiet and not summary["already_trained"]:
         rate = summary["images_per_second"]
         speed = f", {rate:.1f} images/s" if rate else ""
         done = f"trained to step {summary['steps']} ({summary['epochs']:g} epochs{speed})"
@@ -703,7 +707,7 @@ def train(run_dir, preset_name, init_from, quiet, **options):
                    "use it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0: any free port).")
-@click.option("--work-size", type=click.IntRange(min=8), default=None,
+@click.option("--work-size", type=click.IntRange(8, MAX_WORK_SIZE), default=None,
               help="Short side in pixels at which colours are computed [default: the model's "
                    "image size] (see colorize --help).")
 @click.option("--norm-stats", type=click.Choice(["moving", "image"]), default="moving",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,14 @@ CUE_STYLES = ("paper", "artist")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 DERIVE_ON = ("auto", "host", "device")
+
+#: Largest cue blur sigma, in pixels (`cues --sigma`, a run's `cue_sigma`): the default for
+#: the largest image accepted (8192 px) is 640.
+MAX_CUE_SIGMA = 1000.0
+
+#: Largest `colorize --work-size`: a work canvas of at most 2048 x 2048 for a square page,
+#: about 20 GB of activations for the `paper` networks.
+MAX_WORK_SIZE = 2048
 
 
 @dataclass
@@ -56,6 +65,11 @@ class ModelConfig:
             raise ValueError(f"image_size: must be a power of two in [32, 1024], got {size}")
         if self.base_filters < 1:
             raise ValueError(f"base_filters: must be positive, got {self.base_filters}")
+        if self.sketch_channels != 1 or self.cue_channels != 3:
+            raise ValueError(
+                f"sketch_channels: the networks take a 1-channel sketch and 3-channel cues, got "
+                f"{self.sketch_channels} and {self.cue_channels}"
+            )
         if self.norm not in NORMALIZATIONS:
             raise ValueError(f"norm: must be one of {NORMALIZATIONS}, got {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -116,6 +130,24 @@ class DataConfig:
     p_mosaic: float = 0.0
 
     def __post_init__(self):
+        for names in (("p_full_cues", "p_partial_cues", "p_no_cues"),
+                      ("p_sketch_adaptive", "p_sketch_xdog", "p_sketch_pencil")):
+            probs = [getattr(self, name) for name in names]
+            if min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6:
+                raise ValueError(f"{names[0]}: {', '.join(names)} must be non-negative and "
+                                 f"sum to 1, got {probs}")
+        if self.cue_sigma is not None and not 0 < self.cue_sigma <= MAX_CUE_SIGMA:
+            raise ValueError(
+                f"cue_sigma: must be in (0, {MAX_CUE_SIGMA:g}] or null, got {self.cue_sigma}"
+            )
+        if self.complexity_ceiling is not None and not self.complexity_ceiling >= 0:
+            raise ValueError(
+                f"complexity_ceiling: must be 0 or more, or null, got {self.complexity_ceiling}"
+            )
+        if self.synthetic_count < 1:
+            raise ValueError(f"synthetic_count: must be positive, got {self.synthetic_count}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction: must be in [0, 1), got {self.holdout_fraction}")
         if not 0.0 <= self.p_mosaic <= 1.0:
             raise ValueError(f"p_mosaic: must be in [0, 1], got {self.p_mosaic}")
         if self.sketch_style not in SKETCH_STYLES:
@@ -182,8 +214,17 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be positive, got {self.batch_size}")
+        for name in ("batch_size", "epochs", "steps", "checkpoint_every", "keep_checkpoints",
+                     "log_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be positive, got {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate: must be positive, got {self.learning_rate}")
+        if not 0 <= self.beta_1 < 1:
+            raise ValueError(f"beta_1: must be in [0, 1), got {self.beta_1}")
+        if self.l1_weight < 0:
+            raise ValueError(f"l1_weight: must be non-negative, got {self.l1_weight}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"time_limit_s: must be positive, got {self.time_limit_s}")
         if self.epochs is None and self.steps is None and self.time_limit_s is None:
@@ -225,17 +266,72 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        """Builds a config from `to_dict` output; unknown keys are an error."""
-        try:
-            return cls(
-                preset=d.get("preset", "paper"),
-                model=ModelConfig(**d.get("model", {})),
-                data=DataConfig(**d.get("data", {})),
-                train=TrainConfig(**d.get("train", {})),
-            )
-        except TypeError as err:
-            raise UserError(f"config: {err}") from None
+    def from_dict(cls, d: Any, *, source: str = "config") -> Config:
+        """Builds a config from `to_dict` output (e.g. a run's `config.json`).
+
+        Each field's JSON type is checked against its annotation, and each value against the
+        section's own checks; `source` names the file in the message.
+
+        Raises:
+            UserError: not an object, an unknown key, a value of the wrong type or out of range,
+                e.g. "run/config.json: data.cue_sigma: expected a number or null, got 'abc'".
+        """
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: expected a JSON object")
+        unknown = sorted(set(d) - {"preset", "model", "data", "train"})
+        if unknown:
+            raise UserError(f"{source}: unknown key {unknown[0]!r}")
+        preset_name = d.get("preset", "paper")
+        if not isinstance(preset_name, str):
+            raise UserError(f"{source}: preset: expected a string, got {preset_name!r}")
+        sections = {}
+        for name, section_cls in (("model", ModelConfig), ("data", DataConfig),
+                                  ("train", TrainConfig)):
+            values = d.get(name, {})
+            if not isinstance(values, dict):
+                raise UserError(f"{source}: {name}: expected a JSON object, got {values!r}")
+            sections[name] = _section(section_cls, values, f"{source}: {name}")
+        return cls(preset=preset_name, **sections)
+
+
+_JSON_TYPES = {
+    "int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+}
+
+
+def _checked_value(value: Any, annotation: str, where: str) -> Any:
+    """`value` as the annotated field type (`int`, `float | None`, ...), or a UserError."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return None
+    kind = next(k for k in kinds if k != "None")
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        expected = _JSON_TYPES[kind] + (" or null" if "None" in kinds else "")
+        raise UserError(f"{where}: expected {expected}, got {value!r}")
+    return value
+
+
+def _section(section_cls: type, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}")
+    checked = {key: _checked_value(value, fields[key].type, f"{where}.{key}")
+               for key, value in values.items()}
+    try:
+        return section_cls(**checked)
+    except ValueError as err:
+        raise UserError(f"{where}.{err}") from None
 
 
 PRESETS: dict[str, Config] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +22,96 @@ import numpy as np
 
 from manga_pix2pix.errors import UserError
 
-# Decoding failures are reported as UserErrors; OpenCV's own warnings would only add noise
-# (e.g. "PNG input buffer is incomplete") above that one line.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# Decoding failures are reported as UserErrors; OpenCV's own messages (e.g. "PNG input buffer
+# is incomplete", "imdecode_: Unexpected end of input stream") would only add noise above it.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 #: Largest image accepted, in pixels (about 8192 x 8192).
 MAX_PIXELS = 64 * 1024 * 1024
+
+#: Largest image file read, in bytes (an uncompressed 8192 x 8192 RGBA image at 16 bits is
+#: 512 MiB).
+MAX_FILE_BYTES = 512 * 1024 * 1024
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: The suffixes `write_image` writes (not GIF: 256 colours are too few for a colouring).
+WRITE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_format(data: bytes) -> str | None:
+    """The format of image bytes by their magic number: `png`, `jpeg`, `gif`, `webp`, `bmp`,
+    `tiff` or `pnm`; None for anything else."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == b"\xff\xd8":
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if data[:1] == b"P" and data[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6"):
+        return "pnm"
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first image directory of a TIFF or BigTIFF, else None."""
+    order = {b"II": "little", b"MM": "big"}[data[:2]]
+
+    def number(start: int, size: int) -> int:
+        return int.from_bytes(data[start : start + size], order)
+
+    big = number(2, 2) == 43
+    offset_size, count_size, entry_size = (8, 8, 20) if big else (4, 2, 12)
+    ifd = number(8 if big else 4, offset_size)
+    if ifd + count_size > len(data):
+        return None
+    entries = number(ifd, count_size)
+    size: dict[int, int] = {}
+    for i in range(min(entries, 4096)):
+        entry = ifd + count_size + i * entry_size
+        if entry + entry_size > len(data):
+            break
+        tag, kind = number(entry, 2), number(entry + 2, 2)
+        if tag in (256, 257) and kind in (3, 4, 16):  # SHORT, LONG, LONG8
+            value = entry + 4 + (count_size if big else 4)
+            size[tag] = number(value, {3: 2, 4: 4, 16: 8}[kind])
+    if 256 in size and 257 in size:
+        return size[256], size[257]
+    return None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PBM, PGM or PPM header (P1 to P6), else None."""
+    fields = []
+    for line in data[2:1024].splitlines():
+        fields += line.split(b"#", 1)[0].split()
+        if len(fields) >= 2:
+            break
+    if len(fields) < 2 or not (fields[0].isdigit() and fields[1].isdigit()):
+        return None
+    return int(fields[0]), int(fields[1])
 
 
 def image_size_from_header(data: bytes) -> tuple[int, int] | None:
-    """Returns (width, height) from a PNG, JPEG, GIF, WebP or BMP header, or None if unknown."""
+    """(width, height) from a PNG, JPEG, GIF, WebP, BMP, TIFF or PNM header, else None.
+
+    `decode_image` decodes nothing whose size this cannot read, so every format OpenCV would
+    decode is either checked against the pixel limit first or refused.
+    """
+    kind = image_format(data)
+    if kind == "tiff" and len(data) >= 16:
+        return _tiff_size(data)
+    if kind == "pnm":
+        return _pnm_size(data)
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -95,7 +170,9 @@ def decode_image(
     if not data:
         raise UserError(f"{name}: the file is empty")
     size = image_size_from_header(data)
-    if size is not None and size[0] * size[1] > max_pixels:
+    if size is None:
+        raise UserError(f"{name}: not an image, or the image is truncated or corrupt")
+    if size[0] * size[1] > max_pixels:
         raise UserError(
             f"{name}: {size[0]}x{size[1]} is over the limit of {max_pixels} pixels"
         )
@@ -140,13 +217,22 @@ def read_image(
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UserError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise UserError(f"{path}: {info.st_size} bytes is over the limit of "
+                                f"{MAX_FILE_BYTES} bytes for an image file")
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, not an image file") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew while being read
+        raise UserError(f"{path}: over the limit of {MAX_FILE_BYTES} bytes for an image file")
     return decode_image(data, name=str(path), keep_alpha=keep_alpha, max_pixels=max_pixels)
 
 
@@ -161,9 +247,12 @@ def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    ok, buf = cv2.imencode(suffix, image)
+    ok = False
+    if suffix.lower() in WRITE_SUFFIXES:
+        ok, buf = cv2.imencode(suffix.lower(), image)
     if not ok:
-        raise UserError(f"cannot encode an image as {suffix}")
+        raise UserError(f"cannot write an image as {suffix!r}; use one of "
+                        f"{', '.join(WRITE_SUFFIXES)}")
     return buf.tobytes()
 
 
@@ -184,7 +273,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except IsADirectoryError:
+            raise UserError(f"{path}: is a directory; cannot write a file over it") from None
+        except OSError as err:
+            raise UserError(f"{path}: cannot write ({err.strerror})") from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

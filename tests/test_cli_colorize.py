@@ -153,6 +153,28 @@ def test_a_batch_reports_bad_files_and_colours_the_rest(models, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
 
 
+def test_a_folder_in_the_way_of_one_output_fails_that_sketch_only(models, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write(folder / "a.png", _line_art(40, 40))
+    _write(folder / "b.png", _line_art(40, 40, seed=1))
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # where a.png's colouring would go
+    result = _colorize(folder, "--model", models["run"], "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "a.png: is a directory" in result.output and "Traceback" not in result.output
+    assert "1 of 2 sketches failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert (tmp_path / "out" / "a.png").is_dir() and (tmp_path / "out" / "b.png").is_file()
+
+
+def test_a_work_size_beyond_the_limit_is_a_usage_error(models, tmp_path):
+    sketch = _write(tmp_path / "s.png", _line_art(40, 40))
+    result = _colorize(sketch, "--model", models["run"], "--work-size", "100000",
+                       "-o", tmp_path / "o.png")
+    assert result.exit_code == 2 and "--work-size" in result.output
+    assert "8<=x<=2048" in result.output and not (tmp_path / "o.png").exists()
+
+
 def test_cues_and_no_cues_together_is_a_usage_error(models, tmp_path):
     sketch = _write(tmp_path / "s.png", _line_art(32, 32))
     result = _colorize(sketch, "--model", models["run"], "--cues", sketch, "--no-cues",
@@ -171,6 +193,9 @@ def _bad_cases(tmp_path, models):
     header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
     bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
     (tmp_path / "bomb.png").write_bytes(bomb + struct.pack(">I", zlib.crc32(b"IHDR" + header)))
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 2) + struct.pack("<HHII", 256, 4, 1, 30000)
+    tiff += struct.pack("<HHII", 257, 4, 1, 30000) + b"\x00" * 64
+    (tmp_path / "bomb.tif").write_bytes(tiff)
     (tmp_path / "garbage.keras").write_bytes(b"PK\x03\x04 but not really a zip")
     (tmp_path / "no_generator").mkdir()
     other = tmp_path / "other.keras"
@@ -185,6 +210,8 @@ def _bad_cases(tmp_path, models):
         "not an image": ([tmp_path / "text.png", "-m", run, "-o", out], "not an image"),
         "truncated": ([tmp_path / "truncated.png", "-m", run, "-o", out], "truncated"),
         "pixel bomb": ([tmp_path / "bomb.png", "-m", run, "-o", out], "over the limit"),
+        "TIFF pixel bomb": ([tmp_path / "bomb.tif", "-m", run, "-o", out],
+                            "30000x30000 is over the limit"),
         "empty cues": ([good, "-m", run, "--cues", tmp_path / "empty.png", "-o", out],
                        "empty.png: the file is empty"),
         "missing cues": ([good, "-m", run, "--cues", tmp_path / "nocue.png", "-o", out],

@@ -1,5 +1,10 @@
 """The `sketchify` and `cues` commands, run through click's CliRunner."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -66,8 +71,10 @@ def test_cues_sigma_option(colour_file, tmp_path, make_natural_image):
     # A wider blur strays further from the original and is smoother.
     assert np.abs(wide_rgb - original).mean() > np.abs(sharp_rgb - original).mean()
     assert np.abs(np.diff(wide_rgb, axis=1)).mean() < np.abs(np.diff(sharp_rgb, axis=1)).mean()
-    result = run("cues", colour_file, "-o", tmp_path / "bad.png", "--sigma", "0")
-    assert result.exit_code == 2 and not (tmp_path / "bad.png").exists()
+    for sigma in ("0", "1e7"):  # 1e7 would need a 64 x 8e7 blur matrix
+        result = run("cues", colour_file, "-o", tmp_path / "bad.png", "--sigma", sigma)
+        assert result.exit_code == 2 and "--sigma" in result.output
+        assert not (tmp_path / "bad.png").exists()
 
 
 def assert_clean_error(result, *words):
@@ -100,3 +107,27 @@ def test_not_an_image(command, tmp_path):
 
 def test_output_folder_missing(colour_file, tmp_path):
     assert_clean_error(run("sketchify", colour_file, "-o", tmp_path / "nope" / "s.png"), "nope")
+
+
+@pytest.mark.parametrize("command", ["sketchify", "cues"])
+def test_an_output_format_that_cannot_be_written(command, colour_file, tmp_path):
+    for name in ("out.xyz", "out.gif"):
+        assert_clean_error(run(command, colour_file, "-o", tmp_path / name),
+                           f"cannot write an image as '{Path(name).suffix}'", ".png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["colour.png"]
+
+
+def test_a_decoder_failure_is_one_line_on_stderr_too(tmp_path):
+    # OpenCV's decoders log their own errors from C++ straight to stderr, past click; only a
+    # real process shows whether they are silenced. A PGM header with too few pixels after it:
+    header_only = tmp_path / "cut.pgm"
+    header_only.write_bytes(b"P5\n30 30\n255\n" + b"\x80" * 100)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "manga_pix2pix", "sketchify", str(header_only),
+         "-o", str(tmp_path / "s.png")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"Error: {header_only}: not an image, or the image is truncated or corrupt"]

@@ -155,6 +155,41 @@ def test_bad_requests_are_one_line_errors(tmp_path, monkeypatch, args, message):
     assert not (tmp_path / "run" / "generator.keras").exists()
 
 
+def test_a_run_dir_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    result = _train("--run-dir", str(tmp_path / "afile" / "run"))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "afile/run: cannot create the run folder (Not a directory)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_folder_of_only_unreadable_images_says_so_once(tmp_path, caplog):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    result = _train("--data", str(images), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert "no readable training images (each was skipped" in result.output
+    assert "hold-out" not in result.output
+    skipped = [r for r in caplog.records if r.getMessage().startswith("skipping")]
+    assert sorted(r.getMessage().split(":")[0] for r in skipped) == sorted(
+        f"skipping {images / f'{i}.png'}" for i in range(3))
+
+
+def test_a_damaged_checkpoint_is_one_line_that_says_what_to_do(tmp_path):
+    run = tmp_path / "run"
+    assert _train("--steps", "2", "--run-dir", str(run)).exit_code == 0
+    data = next((run / "checkpoints").glob("ckpt-2.data-*"))
+    data.write_bytes(data.read_bytes()[:100])
+    result = _train("--steps", "4", "--run-dir", str(run))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and "ckpt-2: cannot restore" in lines[-1]
+    assert "delete its files to resume from the one before" in lines[-1]
+    assert "Traceback" not in result.output
+
+
 def test_a_missing_tfds_dataset_is_a_clear_error(tmp_path):
     result = _train("--data", "mnist", "--data-dir", str(tmp_path / "nothing"),
                     "--run-dir", str(tmp_path / "run"))

@@ -97,3 +97,39 @@ def test_a_time_limit_must_be_positive_and_a_run_needs_some_length(limit):
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=None)
     assert TrainConfig(epochs=None, time_limit_s=60.0).steps is None
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"data": {"cue_sigma": "abc"}}, "run/config.json: data.cue_sigma: expected a number or null, "
+                                     "got 'abc'"),
+    ({"data": {"cue_sigma": -5}}, "run/config.json: data.cue_sigma: must be in"),
+    ({"data": {"cue_sigma": 1e7}}, "run/config.json: data.cue_sigma: must be in"),
+    ({"model": 5}, "run/config.json: model: expected a JSON object, got 5"),
+    ([1, 2], "run/config.json: expected a JSON object"),
+    ({"extra": {}}, "run/config.json: unknown key 'extra'"),
+    ({"model": {"image_size": 64.0}}, "model.image_size: expected an integer, got 64.0"),
+    ({"model": {"use_cue_mask": 1}}, "model.use_cue_mask: expected true or false, got 1"),
+    ({"model": {"cue_channels": 4}}, "model.sketch_channels: the networks take"),
+    ({"train": {"steps": "100"}}, "train.steps: expected an integer or null, got '100'"),
+    ({"train": {"learning_rate": 0}}, "train.learning_rate: must be positive"),
+    ({"train": {"checkpoint_every": 0}}, "train.checkpoint_every: must be positive"),
+    ({"train": {"l1_weight": float("nan")}}, "train.l1_weight: expected a number"),
+    ({"data": {"p_full_cues": 0.9}}, "data.p_full_cues: p_full_cues, p_partial_cues, p_no_cues "
+                                     "must be non-negative and sum to 1"),
+    ({"data": {"p_sketch_xdog": -0.3, "p_sketch_pencil": 1.1}}, "data.p_sketch_adaptive"),
+    ({"data": {"holdout_fraction": 1.0}}, "data.holdout_fraction: must be in [0, 1)"),
+    ({"preset": 3}, "preset: expected a string"),
+])
+def test_a_bad_config_document_names_the_file_and_field(document, message):
+    with pytest.raises(UserError) as err:
+        Config.from_dict(document, source="run/config.json")
+    assert message in str(err.value)
+    assert str(err.value).startswith("run/config.json: ")
+
+
+def test_json_numbers_become_the_field_types():
+    config = Config.from_dict({"data": {"cue_sigma": 3, "complexity_ceiling": None},
+                               "train": {"learning_rate": 1}})
+    assert config.data.cue_sigma == 3.0 and isinstance(config.data.cue_sigma, float)
+    assert config.data.complexity_ceiling is None
+    assert isinstance(config.train.learning_rate, float)

@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
+from manga_pix2pix import imageio
 from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import (
     MAX_PIXELS,
+    WRITE_SUFFIXES,
     atomic_path,
     decode_image,
     encode_image,
@@ -36,18 +38,58 @@ def test_a_decompression_bomb_is_refused_from_its_header():
         decode_image(bomb, name="bomb.png")
 
 
-def test_the_pixel_cap_also_applies_after_decoding(make_natural_image):
-    # A format whose size the header check does not read (TIFF) is checked once decoded.
-    ok, data = cv2.imencode(".tiff", make_natural_image(0, 20, 30))
+def tiff_header(width: int, height: int, order: str = "<", big: bool = False) -> bytes:
+    """A TIFF (or BigTIFF) header and a first directory with only ImageWidth and ImageLength."""
+    magic = b"II" if order == "<" else b"MM"
+    if big:
+        head = magic + struct.pack(order + "HHHQ", 43, 8, 0, 16)
+        entries = struct.pack(order + "HHQQ", 256, 16, 1, width)
+        entries += struct.pack(order + "HHQQ", 257, 16, 1, height)
+        return head + struct.pack(order + "Q", 2) + entries + struct.pack(order + "Q", 0)
+    head = magic + struct.pack(order + "HI", 42, 8)
+    entries = struct.pack(order + "HHIHH", 256, 3, 1, width, 0)  # SHORT, left-justified
+    entries += struct.pack(order + "HHII", 257, 4, 1, height)  # LONG
+    return head + struct.pack(order + "H", 2) + entries + struct.pack(order + "I", 0)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("big", [False, True])
+def test_a_tiff_bomb_is_refused_from_its_header(order, big):
+    bomb = tiff_header(60_000, 40_000, order, big) + b"\x00" * 100
+    assert image_size_from_header(bomb) == (60_000, 40_000)
+    with pytest.raises(UserError, match="60000x40000 is over the limit"):
+        decode_image(bomb, name="bomb.tif")
+
+
+def test_a_pnm_bomb_is_refused_from_its_header():
+    bomb = b"P5\n# a comment\n30000 30000\n255\n" + b"\x00" * 100
+    assert image_size_from_header(bomb) == (30_000, 30_000)
+    with pytest.raises(UserError, match="over the limit"):
+        decode_image(bomb, name="bomb.pgm")
+
+
+def test_a_format_whose_size_is_not_read_first_is_not_decoded(make_natural_image):
+    # OpenCV decodes Sun rasters too, but their size is not checked before decoding: refused.
+    ok, data = cv2.imencode(".ras", make_natural_image(0, 20, 30))
+    assert ok and cv2.imdecode(data, cv2.IMREAD_COLOR).shape == (20, 30, 3)
     assert image_size_from_header(data.tobytes()) is None
-    with pytest.raises(UserError, match="over the pixel limit"):
+    with pytest.raises(UserError, match="not an image"):
+        decode_image(data.tobytes(), name="sun.ras")
+
+
+def test_the_pixel_cap_applies_to_tiffs_that_decode(make_natural_image):
+    ok, data = cv2.imencode(".tiff", make_natural_image(0, 20, 30))
+    assert image_size_from_header(data.tobytes()) == (30, 20)
+    with pytest.raises(UserError, match="over the limit of 500 pixels"):
         decode_image(data.tobytes(), max_pixels=500)
     assert decode_image(data.tobytes()).shape == (20, 30, 3)
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".gif", ".bmp"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".gif", ".bmp", ".tif", ".pgm",
+                                    ".ppm"])
 def test_header_sizes(suffix):
-    ok, data = cv2.imencode(suffix, np.zeros((30, 41, 3), np.uint8))
+    ok, data = cv2.imencode(suffix, np.zeros((30, 41) if suffix == ".pgm" else (30, 41, 3),
+                                             np.uint8))
     assert image_size_from_header(data.tobytes()) == (41, 30)
 
 
@@ -127,9 +169,21 @@ def test_a_failed_atomic_write_leaves_nothing_behind(tmp_path):
 
 def test_a_failed_rename_leaves_no_temp_file(tmp_path):
     (tmp_path / "taken").mkdir()
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="taken: is a directory"):
         write_bytes_atomic(tmp_path / "taken", b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_only_regular_files_of_a_bounded_size_are_read(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="not a regular file"):
+        read_image("/dev/zero")  # endless: it would never finish reading
+    image = np.full((40, 40, 3), 200, np.uint8)
+    write_image(tmp_path / "big.bmp", image)  # uncompressed: 4,854 bytes
+    monkeypatch.setattr(imageio, "MAX_FILE_BYTES", 4096)
+    with pytest.raises(UserError, match="over the limit of 4096 bytes"):
+        read_image(tmp_path / "big.bmp")
+    write_image(tmp_path / "small.png", image)
+    np.testing.assert_array_equal(read_image(tmp_path / "small.png"), image)
 
 
 def test_bad_writes(tmp_path):
@@ -142,8 +196,11 @@ def test_bad_writes(tmp_path):
 
 def test_encode_image_formats(make_natural_image):
     image = make_natural_image(5, 16, 16)
-    for suffix in (".png", ".jpg", ".webp"):
+    for suffix in WRITE_SUFFIXES:
         assert decode_image(encode_image(image, suffix)).shape == (16, 16, 3)
+    for suffix in (".xyz", ".gif", ""):
+        with pytest.raises(UserError, match="cannot write an image as"):
+            encode_image(image, suffix)
 
 
 def test_list_images(tmp_path):

@@ -66,7 +66,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from manga_pix2pix.errors import UserError
-from manga_pix2pix.imageio import MAX_PIXELS, decode_image, encode_image, image_size_from_header
+from manga_pix2pix.imageio import (
+    MAX_PIXELS,
+    decode_image,
+    encode_image,
+    image_format,
+    image_size_from_header,
+)
 from manga_pix2pix.inference.regions import BACKGROUNDS
 
 log = logging.getLogger(__name__)
@@ -369,10 +375,12 @@ def check_image_bytes(data: bytes, name: str, max_pixels: int) -> None:
     """
     if not data:
         raise ApiError(400, f"{name}: the file is empty")
+    kind = image_format(data)
+    if kind in ("tiff", "pnm"):
+        raise ApiError(415, f"{name}: {kind.upper()} is not accepted here; "
+                            f"send {ACCEPTED_FORMATS}")
     size = image_size_from_header(data)
     if size is None:
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
-            raise ApiError(415, f"{name}: TIFF is not accepted here; send {ACCEPTED_FORMATS}")
         raise ApiError(400, f"{name}: not an image ({ACCEPTED_FORMATS}), or it is truncated")
     width, height = size
     if width * height > max_pixels:

@@ -106,7 +106,8 @@ def load_model(path: str | Path) -> EvaluatedModel:
     config = None
     if (path.is_dir() or path.name == GENERATOR_FILE) and config_file.is_file():
         try:
-            config = Config.from_dict(json.loads(config_file.read_text(encoding="utf-8")))
+            config = Config.from_dict(json.loads(config_file.read_text(encoding="utf-8")),
+                                     source=str(config_file))
         except (OSError, ValueError) as err:
             raise UserError(f"{config_file}: cannot read the run config ({err})") from None
     return EvaluatedModel(path=path, loaded=loaded, config=config)

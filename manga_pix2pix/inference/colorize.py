@@ -65,11 +65,18 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from manga_pix2pix.config import MAX_WORK_SIZE
 from manga_pix2pix.data.cues import apply_mask, cue_sigma, gaussian_blur
 from manga_pix2pix.data.sketch import sketch as sketch_op
 from manga_pix2pix.data.sketch import to_gray
 from manga_pix2pix.errors import UserError
-from manga_pix2pix.imageio import IMAGE_SUFFIXES, list_images, read_image, write_image
+from manga_pix2pix.imageio import (
+    IMAGE_SUFFIXES,
+    WRITE_SUFFIXES,
+    list_images,
+    read_image,
+    write_image,
+)
 from manga_pix2pix.inference.loading import LoadedModel, load_model
 from manga_pix2pix.inference.regions import BACKGROUNDS, REGION_MODES, colour_regions
 
@@ -97,7 +104,6 @@ DEFAULT_REGIONS = "auto"
 #: `regions.BACKGROUNDS`; measured on real line-art pairs, see docs/results.md).
 DEFAULT_BACKGROUND = "auto"
 #: Output formats `colorize` writes, by suffix.
-OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -428,8 +434,9 @@ class Colorizer:
         regions: str = DEFAULT_REGIONS,
         background: str = DEFAULT_BACKGROUND,
     ):
-        if work_size is not None and work_size < 8:
-            raise UserError(f"--work-size: must be at least 8 pixels, got {work_size}")
+        if work_size is not None and not 8 <= work_size <= MAX_WORK_SIZE:
+            raise UserError(f"--work-size: must be from 8 to {MAX_WORK_SIZE} pixels, "
+                            f"got {work_size}")
         if regions not in REGION_MODES:
             raise UserError(f"--regions: must be one of {', '.join(REGION_MODES)}, "
                             f"got {regions!r}")
@@ -627,9 +634,9 @@ def plan_jobs(
         _check_output_folder(output)
         targets = [output / f"{f.stem}.png" for f in files]
     else:
-        if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        if output.suffix.lower() not in WRITE_SUFFIXES:
             raise UserError(f"{output}: unknown image format {output.suffix or '(no suffix)'}; "
-                            f"use one of {', '.join(OUTPUT_SUFFIXES)}")
+                            f"use one of {', '.join(WRITE_SUFFIXES)}")
         parent = output.parent
         if not parent.is_dir():
             raise UserError(f"{output}: the folder {parent} does not exist")

@@ -135,6 +135,9 @@ class ColorizeModule(tf.Module):
 
 
 def _check_target(target: Path, force: bool) -> None:
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise UserError(f"{target}: is the current folder or holds it; name a new folder")
     parent = target.parent
     if not parent.is_dir():
         raise UserError(f"{target}: the folder {parent} does not exist")
@@ -149,12 +152,18 @@ def _check_target(target: Path, force: bool) -> None:
 def _move_into_place(tmp: Path, target: Path) -> None:
     """Renames the finished `tmp` folder onto `target`, replacing an old one."""
     old = None
-    if target.exists():
-        old = _make_temp_folder(target)
-        os.replace(target, old / "export")
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        if target.exists():
+            old = _make_temp_folder(target)
+            os.replace(target, old / "export")
+        os.replace(tmp, target)
+    except OSError as err:
+        if old is not None and not target.exists():
+            os.replace(old / "export", target)  # put the old export back
+        raise UserError(f"{target}: cannot replace it ({err.strerror})") from None
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_savedmodel(model: LoadedModel, folder: Path, norm_stats: str) -> None:
@@ -224,11 +233,14 @@ def export_model(
     if norm_stats not in NORM_STATS:
         raise UserError(f"unknown norm stats {norm_stats!r}; choose one of "
                         f"{', '.join(NORM_STATS)}")
-    target = Path(output)
+    target = Path(output).resolve()
     _check_target(target, force)
     model = load_model(model_path)
-    if model.kind == "savedmodel" and Path(model.source).resolve() == target.resolve():
-        raise UserError(f"{target}: is the model being exported; choose another folder")
+    source = Path(model.source).resolve()
+    source_folder = source if source.is_dir() else source.parent
+    if target == source_folder or target in source_folder.parents:
+        # Replacing it would delete the model (and a run's checkpoints) with it.
+        raise UserError(f"{output}: holds the model being exported; choose another folder")
     tmp = _make_temp_folder(target)
     try:
         if fmt == "savedmodel":

@@ -211,7 +211,7 @@ def _load_run(run_dir: Path) -> LoadedModel:
     if config_path.is_file():
         from manga_pix2pix.config import Config
 
-        config = Config.from_dict(_read_json(config_path))
+        config = Config.from_dict(_read_json(config_path), source=str(config_path))
         cue_sigma = config.data.cue_sigma
     else:
         log.warning("%s: no %s; using the default cue blur", run_dir, CONFIG_FILE)

@@ -152,10 +152,6 @@ class TrainingData:
     preview: dict[str, np.ndarray]
 
 
-def _count(ds: tf.data.Dataset) -> int:
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
 def load_training_data(config: Config, global_batch_size: int) -> TrainingData:
     """Reads the source once: counts, caches and checks the training images.
 
@@ -171,17 +167,28 @@ def load_training_data(config: Config, global_batch_size: int) -> TrainingData:
     if fraction > 0 and data.source != "synthetic":
         source = source.filter(lambda i, ex: tf.logical_not(_held_out(i, fraction)))
     kept = source
-    if data.complexity_ceiling is not None:
-        ceiling = float(data.complexity_ceiling)
+    ceiling = None if data.complexity_ceiling is None else float(data.complexity_ceiling)
+    if ceiling is not None:
         kept = source.filter(lambda i, ex: ex["complexity"] <= ceiling)
     images = kept.map(lambda i, ex: ex["image"])
-    num_images = _count(images)
+
+    def count(counts, item):
+        _, example = item
+        keep = True if ceiling is None else example["complexity"] <= ceiling
+        return counts[0] + 1, counts[1] + tf.cast(keep, tf.int64)
+
+    # One pass counts both (a second would decode every file again and repeat its warnings).
+    zero = tf.constant(0, tf.int64)
+    total, num_images = (int(n) for n in source.reduce((zero, zero), count))
     # Filled during the first epoch, then shared by all the following ones.
     cached = images.cache() if num_images * size * size * 3 <= CACHE_BYTES else images
     if num_images == 0:
-        total = _count(source)
+        if total == 0 and fraction > 0 and data.source != "synthetic":
+            raise UserError(f"{data.source}: no training images (the hold-out took them all, "
+                            "or none could be read)")
         if total == 0:
-            raise UserError(f"{data.source}: no training images (the hold-out took them all)")
+            raise UserError(f"{data.source}: no readable training images (each was skipped; "
+                            "see the warnings above)")
         raise UserError(
             f"{data.source}: no training images: all {total} have a sketch complexity above "
             f"the ceiling of {data.complexity_ceiling}% (raise --complexity-ceiling)"

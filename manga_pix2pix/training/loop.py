@@ -130,7 +130,7 @@ def read_run_config(run_dir: Path) -> Config | None:
     if not path.exists():
         return None
     try:
-        return Config.from_dict(json.loads(path.read_text()))
+        return Config.from_dict(json.loads(path.read_text()), source=str(path))
     except (ValueError, OSError) as err:
         raise UserError(f"{path}: not a readable run config ({err})") from None
 
@@ -406,7 +406,11 @@ class Trainer:
         if train.time_limit_s is None:
             self.fitted = True
         if self.chief:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"{run_dir}: cannot create the run folder ({err.strerror})"
+                                ) from None
         with _exclusive(run_dir, self.chief):
             if self.chief:
                 write_bytes_atomic(run_dir / CONFIG_FILE, config.to_json().encode())
@@ -490,8 +494,11 @@ class Trainer:
         if latest:
             try:
                 checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as err:
-                raise UserError(f"{latest}: cannot restore this checkpoint ({err})") from None
+            except (AssertionError, ValueError, IndexError, tf.errors.OpError) as err:
+                # IndexError: a truncated data file ("Read less bytes than requested").
+                raise UserError(f"{latest}: cannot restore this checkpoint ({err}); if it is "
+                                "damaged, delete its files to resume from the one before"
+                                ) from None
             step = int(checkpoint.step.numpy())
             self._echo(f"Resuming {self.run_dir} from step {step}")
             return f"checkpoint at step {step}"
@@ -517,7 +524,7 @@ class Trainer:
                 )
                 try:
                     weights.restore(latest).expect_partial().assert_existing_objects_matched()
-                except (AssertionError, ValueError, tf.errors.OpError) as err:
+                except (AssertionError, ValueError, IndexError, tf.errors.OpError) as err:
                     raise UserError(f"--init-from {latest}: unusable checkpoint ({err})") from None
                 self._echo(f"Starting from the weights of {latest}")
                 return f"init-from {latest}"
@@ -553,6 +560,9 @@ class Trainer:
             total_steps = cap or UNFITTED_STEPS
         else:
             self.fixed_steps = total_steps
+        finished = self._finished_summary(start, total_steps)
+        if finished is not None:
+            return finished
         writer = (tf.summary.create_file_writer(str(run_dir / LOG_DIR)) if chief
                   else tf.summary.create_noop_writer())
         if chief:
@@ -660,8 +670,29 @@ class Trainer:
                 _save_generator(self.generator, run_dir / GENERATOR_FILE)
             write_bytes_atomic(run_dir / SUMMARY_FILE,
                                (json.dumps(summary, indent=2) + "\n").encode())
-        # Not part of train_summary.json: whether this process wrote the run directory.
-        return dict(summary, wrote_run_dir=chief)
+        # Not part of train_summary.json: whether this process wrote the run directory, and
+        # whether the run had been trained to its length already.
+        return dict(summary, wrote_run_dir=chief, already_trained=False)
+
+    def _finished_summary(self, start: int, total_steps: int) -> dict[str, Any] | None:
+        """The summary of a run already trained to its length, which is left as it is; else None.
+
+        Run again with the same command, a finished run has nothing to do: its generator and
+        `train_summary.json` stay those of the session that trained it.
+        """
+        summary_path = self.run_dir / SUMMARY_FILE
+        if not (self.fitted and start >= total_steps and summary_path.is_file()
+                and (self.run_dir / GENERATOR_FILE).is_file()):
+            return None
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            return None  # unreadable: written anew below
+        if not isinstance(summary, dict) or summary.get("steps") != start:
+            return None
+        self._echo(f"{self.run_dir}: already trained, {start} of {total_steps} steps; nothing "
+                   "to do (give a larger --steps to train on)")
+        return dict(summary, wrote_run_dir=False, already_trained=True)
 
     def _fit(self, step, start, timed_from, now, cap, length, total_steps, progress) -> int:
         """Fits a time-limited run's length to the speed measured so far in this session.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -167,6 +168,29 @@ def test_export_refuses_to_overwrite_unless_forced(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert not (target / "keep.txt").exists() and (target / "saved_model.pb").exists()
     assert _leftovers(tmp_path) == []
+
+
+def test_export_never_replaces_the_folder_of_the_model_it_exports(tiny_run, tmp_path,
+                                                                   monkeypatch):
+    run = tmp_path / "runs" / "run"
+    shutil.copytree(tiny_run, run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for model, target in ((run, run), (run, run.parent), (run / "generator.keras", run)):
+        result = _run("export", model, "-o", target, "--force")
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert "holds the model being exported" in result.output
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    empty = tmp_path / "here"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = _run("export", run, "-o", ".")
+    assert result.exit_code == 1 and "is the current folder" in result.output
+    assert list(empty.iterdir()) == [] and _leftovers(tmp_path) == []
+    # Inside the run folder is another folder: allowed, and said.
+    result = _run("export", run, "-o", run / "exported")
+    assert result.exit_code == 0, result.output
+    assert f"to {run / 'exported'}" in result.output
+    assert (run / "exported" / "saved_model.pb").is_file() and (run / "generator.keras").is_file()
 
 
 @pytest.mark.parametrize("case", ["missing_parent", "bad_model", "tflite_from_export", "file"])

@@ -62,9 +62,17 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path):
     steps = sorted(int(p.name.split("-")[1].split(".")[0])
                    for p in (tmp_path / "part" / "checkpoints").glob("ckpt-*.index"))
     assert steps == [5, 9]
-    # A finished run, run again, trains no more.
-    again = Trainer(_config(9), tmp_path / "part", quiet=True).run()
-    assert again["steps"] == 9 and again["steps_this_session"] == 0
+    # A finished run, run again, trains no more and leaves its results as they were.
+    part = tmp_path / "part"
+    results = {name: ((part / name).read_bytes(), (part / name).stat().st_mtime_ns)
+               for name in ("train_summary.json", "generator.keras")}
+    again = Trainer(_config(9), part, quiet=True).run()
+    assert again["already_trained"] and again["steps"] == 9
+    assert again["steps_this_session"] == summary["steps_this_session"] == 4
+    assert results == {name: ((part / name).read_bytes(), (part / name).stat().st_mtime_ns)
+                       for name in results}
+    assert sorted(p.name for p in (part / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-5.index", "ckpt-9.index"]
 
 
 def test_nan_guard_stops_and_keeps_only_good_checkpoints(tmp_path):
@@ -285,8 +293,9 @@ def test_a_run_resumed_with_only_a_time_limit_keeps_its_own_length(tmp_path):
     Trainer(_config(4, lr_decay="linear"), tmp_path / "run", quiet=True).run()
     again = build_config("smoke", synthetic_count=8, time_limit_s=60.0, lr_decay="linear")
     resumed = Trainer(again, tmp_path / "run", quiet=True).run()
-    assert resumed["planned_steps"] == 4 and resumed["steps_this_session"] == 0
+    assert resumed["already_trained"] and resumed["steps"] == 4
     assert resumed["final_learning_rate"] == 0.0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["steps"] == 4
 
 
 def test_a_session_out_of_time_stops_at_the_limit_and_resumes_from_there(tmp_path):
