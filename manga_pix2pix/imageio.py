@@ -293,10 +293,22 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             raise UserError(f"{path}: cannot write ({err.strerror})") from None
 
 
+def write_suffix(path: str | os.PathLike) -> str:
+    """The format `write_image` writes `path` in: its suffix, PNG if none.
+
+    Raises:
+        UserError: a suffix it cannot write, so that callers can refuse it before any work.
+    """
+    suffix = Path(path).suffix.lower() or ".png"
+    if suffix not in WRITE_SUFFIXES:
+        raise UserError(f"{path}: cannot write an image as {suffix!r}; use one of "
+                        f"{', '.join(WRITE_SUFFIXES)}")
+    return suffix
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Writes a uint8 image atomically; the format follows the suffix (PNG if none)."""
-    suffix = Path(path).suffix.lower() or ".png"
-    write_bytes_atomic(path, encode_image(image, suffix))
+    write_bytes_atomic(path, encode_image(image, write_suffix(path)))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

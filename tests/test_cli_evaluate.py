@@ -88,3 +88,18 @@ def test_a_corrupt_model_is_a_clean_error(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "--model", str(bad), "-o", str(tmp_path / "o")])
     assert result.exit_code == 1
     assert "generator.keras" in result.output and "Traceback" not in result.output
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(run_dir, tmp_path, monkeypatch):
+    from manga_pix2pix.evaluation import evaluate as ev
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(ev, "load_model", no_work)
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(run_dir), "--data",
+                                       "synthetic", "-o", str(tmp_path / "afile" / "o")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip() == (f"Error: {tmp_path / 'afile' / 'o'}: {tmp_path / 'afile'} "
+                                     "is a file, not a folder")

@@ -37,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -533,6 +534,8 @@ class Trainer:
             source = source / GENERATOR_FILE
         if source.suffix != ".keras" or not source.is_file():
             raise UserError(f"--init-from {source}: not a run directory or a .keras file")
+        if not zipfile.is_zipfile(source):  # Keras would call it "not found"
+            raise UserError(f"--init-from {source}: not a .keras model file (not a zip archive)")
         try:
             loaded = keras.saving.load_model(source, compile=False)
         except Exception as err:  # Keras raises many kinds for a bad file.

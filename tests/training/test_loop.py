@@ -151,6 +151,10 @@ def test_init_from_copies_weights_only(tmp_path):
     bigger.model.image_size = 64
     with pytest.raises(UserError, match="another model shape"):
         Trainer(bigger, tmp_path / "bigger", init_from=tmp_path / "source", quiet=True).run()
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip archive at all")
+    with pytest.raises(UserError, match="garbage.keras: not a .keras model file"):
+        Trainer(_config(1), tmp_path / "g", init_from=garbage, quiet=True).run()
 
 
 def test_checkpoint_variables_cover_every_variable_including_the_rng():
