@@ -26,8 +26,8 @@ DERIVE_ON = ("auto", "host", "device")
 #: the largest image accepted (8192 px) is 640.
 MAX_CUE_SIGMA = 1000.0
 
-#: Largest `colorize --work-size`: a work canvas of at most 2048 x 2048 for a square page,
-#: about 20 GB of activations for the `paper` networks.
+#: Largest `colorize --work-size`: a work canvas of 2048 x 2048 for a square page and at most
+#: 2048 x 32768 (64 M pixels, the largest image accepted) for the thinnest one.
 MAX_WORK_SIZE = 2048
 
 

@@ -29,9 +29,9 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 #: Largest image accepted, in pixels (about 8192 x 8192).
 MAX_PIXELS = 64 * 1024 * 1024
 
-#: Largest image file read, in bytes (an uncompressed 8192 x 8192 RGBA image at 16 bits is
-#: 512 MiB).
-MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Largest image file read, in bytes: room for an uncompressed 8192 x 8192 RGBA image at 16
+#: bits a channel (512 MiB of pixels) and its headers.
+MAX_FILE_BYTES = 640 * 1024 * 1024
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
 _UMASK = os.umask(0o022)

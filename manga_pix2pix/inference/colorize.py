@@ -103,7 +103,6 @@ DEFAULT_REGIONS = "auto"
 #: What the unstroked regions touching the border become by default (see
 #: `regions.BACKGROUNDS`; measured on real line-art pairs, see docs/results.md).
 DEFAULT_BACKGROUND = "auto"
-#: Output formats `colorize` writes, by suffix.
 
 
 @dataclass(frozen=True)
