@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 
@@ -109,6 +110,17 @@ class Duration(click.ParamType):
         return seconds
 
 
+class FiniteRange(click.FloatRange):
+    """`click.FloatRange` that also refuses `nan` and `inf`, which its bounds let through
+    (every comparison with nan is false)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="manga-pix2pix")
 def main():
@@ -152,7 +164,7 @@ def sketchify(color, output):
 @click.argument("color", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the cue PNG.")
-@click.option("--sigma", type=click.FloatRange(0.1, MAX_CUE_SIGMA), default=None,
+@click.option("--sigma", type=FiniteRange(0.1, MAX_CUE_SIGMA), default=None,
               help="Blur sigma in pixels [default: 20 per 256 px of short side].")
 @user_errors
 def cues(color, output, sigma):
@@ -181,7 +193,7 @@ def cues(color, output, sigma):
 @click.option("--character-tags", default="character_*", show_default=True,
               help="Which tags name characters: comma-separated globs, or a file of tags, "
                    "one per line.")
-@click.option("--complexity-ceiling", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--complexity-ceiling", type=FiniteRange(min=0, min_open=True), default=None,
               help="The training complexity ceiling, percent [default: the run's, else 40].")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
               help="Evaluate at most this many images [synthetic: draw this many, default 64].")
@@ -500,21 +512,22 @@ def _notice(line: str, quiet: bool) -> None:
 @click.option("--crop", type=click.Choice(["center", "top"]), default="center",
               show_default=True, help="Crop after resizing the short side: centre, or the top "
                                       "of portraits (as the original did).")
-@click.option("--test-fraction", type=click.FloatRange(min=0, max=0.5), default=0.05,
+@click.option("--test-fraction", type=FiniteRange(min=0, max=0.5), default=0.05,
               show_default=True, help="Share of post ids in the test split.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default="data",
               show_default=True, help="The TFDS data folder; everything is written under it.")
-@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--rate-limit", type=FiniteRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Requests per second at most.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
-              show_default=True, help="Seconds to wait for the server.")
+@click.option("--timeout", type=FiniteRange(min=0, max=3600, min_open=True), default=30.0,
+              show_default=True, help="Seconds to wait for the server to connect or send more; "
+                                      "a whole answer gets ten times that.")
 @click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True,
               help="Retries of a failed request (back-off 1, 2, 4... s; Retry-After honoured).")
 @click.option("--page-size", type=click.IntRange(min=1, max=1000), default=100,
               show_default=True, help="Posts per search request (Danbooru: at most 200).")
 @click.option("--folder", type=click.Path(), default=None,
               help="The image folder of --source folder (read recursively).")
-@click.option("--busy-fraction", type=click.FloatRange(min=0, max=1), default=0.1,
+@click.option("--busy-fraction", type=FiniteRange(min=0, max=1), default=0.1,
               show_default=True,
               help="Synthetic only: share of busy, high-detail images (tagged busy_style).")
 @click.option("--dump-dir", type=click.Path(), default=None,
@@ -626,17 +639,17 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
                    "(paper: 64) [default: the preset's].")
 @click.option("--norm", type=click.Choice(["batch", "instance"]), default=None,
               help="Normalisation: batch (paper) or instance (large batches, many replicas).")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--learning-rate", type=FiniteRange(min=0, min_open=True), default=None,
               help="Adam learning rate for both networks [default: 2e-4].")
 @click.option("--lr-decay", type=click.Choice(["constant", "linear"]), default=None,
               help="linear: decay to 0 over the second half of training [default: constant].")
-@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+@click.option("--ema-decay", type=FiniteRange(min=0, max=1, max_open=True), default=None,
               help="Save an exponential moving average of the generator's weights with this "
                    "decay (e.g. 0.999; 0: the last weights) [default: the preset's].")
-@click.option("--complexity-ceiling", type=click.FloatRange(min=0, max=100), default=None,
+@click.option("--complexity-ceiling", type=FiniteRange(min=0, max=100), default=None,
               help="Keep images whose sketch has at most this percent of line pixels "
                    "[default: 40].")
-@click.option("--holdout-fraction", type=click.FloatRange(min=0, max=1, max_open=True),
+@click.option("--holdout-fraction", type=FiniteRange(min=0, max=1, max_open=True),
               default=None, help="Share of the images held out of training (for previews "
                                  "and evaluation) [default: 0].")
 @click.option("--synthetic-count", type=click.IntRange(min=1), default=None,
@@ -652,7 +665,7 @@ def build_dataset(source, base_url, tags, ratings, max_images, min_resolution, i
               help="Training cues: the paper's blurred truth, or an artist's: flat-colour "
                    "strokes and highlighter layers that do not trace the truth "
                    "[default: the preset's].")
-@click.option("--mosaic", "p_mosaic", type=click.FloatRange(min=0, max=1), default=None,
+@click.option("--mosaic", "p_mosaic", type=FiniteRange(min=0, max=1), default=None,
               help="Share of training examples replaced by a 2 x 2 mosaic of the batch's "
                    "images at half scale (small figures, as on a whole page) "
                    "[default: the preset's].")

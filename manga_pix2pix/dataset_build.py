@@ -202,6 +202,7 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
     import tensorflow_datasets as tfds
 
     from tfds_danbooru.danbooru.danbooru_dataset_builder import make_config
+    from tfds_danbooru.scrape.cache import lock_manual_dir
 
     config = make_config(image_size, crop, test_fraction, encoding)
     builder = tfds.builder("danbooru", config=config, data_dir=str(data_dir))
@@ -218,6 +219,13 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
         tfds.disable_progress_bar()
         # TFDS prints its "Downloading and preparing" banners to stdout.
         quiet = contextlib.redirect_stdout(io.StringIO())
+    lock = None
+    if isinstance(manual_dir, Path) and isinstance(data_dir, Path):
+        # No other build of this data dir packs meanwhile, so what TFDS left half-written
+        # (`incomplete.*` folders, when a build was killed mid-pack) is stale: drop it.
+        lock = lock_manual_dir(manual_dir)
+        for stale in Path(builder.data_dir).parent.glob("incomplete.*"):
+            shutil.rmtree(stale, ignore_errors=True)
     try:
         with quiet:
             builder.download_and_prepare(download_config=download_config)
@@ -225,6 +233,9 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
         if _disk_full_error(err):
             raise UserError(f"the disk is full: cannot write the dataset in {data_dir}") from None
         raise
+    finally:
+        if lock is not None:
+            lock.close()
     return builder
 
 

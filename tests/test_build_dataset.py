@@ -124,6 +124,32 @@ def test_folder_errors(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_a_pack_killed_half_way_leaves_nothing_for_the_next_one(tmp_path):
+    data_dir = tmp_path / "data"
+    args = ["--source", "synthetic", "--max-images", "4", "--image-size", "64",
+            "--data-dir", str(data_dir), "--quiet"]
+    assert run(*args).exit_code == 0
+    # What TFDS leaves when a build is killed while it writes the shards.
+    stale = data_dir / "danbooru" / "64" / "incomplete.AB12CD_1.0.0"
+    stale.mkdir()
+    (stale / "danbooru-train.tfrecord-00000-of-00001").write_bytes(b"half a shard")
+    result = run(*args, "--max-images", "6")
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
+    assert sorted(p.name for p in (data_dir / "danbooru" / "64").iterdir()) == ["1.0.0"]
+    assert len(list(tfds.load("danbooru/64", data_dir=str(data_dir), split="train+test"))) == 6
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--rate-limit", "--test-fraction"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_numbers_that_are_not_finite_are_usage_errors(option, value, tmp_path):
+    result = run("--source", "synthetic", "--data-dir", str(tmp_path / "d"), option, value)
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+    # Past a bound it is out of range; below one (or with none), not finite.
+    assert "is not a finite number" in result.output or "is not in the range" in result.output
+    assert not (tmp_path / "d").exists()
+
+
 def test_histogram_drawing():
     image = complexity_histogram([5.0, 5.5, 12.0, 61.0])
     assert image.shape == (400, 720, 3) and image.dtype == np.uint8

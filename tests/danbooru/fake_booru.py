@@ -149,6 +149,8 @@ class BooruServer:
         self.html_page_size = html_page_size
         self.deep_limit = deep_limit
         self.listing_errors = listing_errors
+        #: When set, the raw body of every `/posts.json` answer (a hostile listing).
+        self.listing_body: bytes | None = None
         self.requests: collections.Counter = collections.Counter()
         self.completed: collections.Counter = collections.Counter()
         self.stalled = 0
@@ -325,6 +327,8 @@ class BooruServer:
                 if path in ("/posts.json", "/index.php") and server.listing_errors > 0:
                     server.listing_errors -= 1
                     return self.send(503, b"busy")
+                if path == "/posts.json" and server.listing_body is not None:
+                    return self.send(200, server.listing_body, "application/json")
                 if path == "/posts.json":
                     if server.auth is not None:
                         expected = "Basic " + base64.b64encode(

@@ -58,6 +58,12 @@ def test_splits_follow_a_hash_of_the_id():
     small_train, small_test = dbb.assign_splits(rows[:3], 0.05)
     assert len(small_test) == 1 and len(small_train) == 2
     assert dbb.assign_splits(rows[:3], 0.0)[1] == []
+    # And a train split: ids that all hash into the test fraction leave the highest in train.
+    low = [r for r in rows if dbb.split_hash(r.id) < 0.05][:3]
+    only_test_train, only_test_test = dbb.assign_splits(low, 0.05)
+    assert [r.id for r in only_test_train] == [max(low, key=lambda r: dbb.split_hash(r.id)).id]
+    assert len(only_test_test) == 2
+    assert [len(split) for split in dbb.assign_splits(low[:1], 0.05)] == [1, 0]
 
 
 def test_resize_and_crop():

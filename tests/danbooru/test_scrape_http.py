@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
 import time
 
 import pytest
@@ -120,3 +123,73 @@ def test_retry_after_parsing():
 def test_refuses_a_base_url_that_is_not_http():
     with pytest.raises(ValueError, match="base_url"):
         HttpClient("file:///etc/")
+
+
+class _Odd(http.server.BaseHTTPRequestHandler):
+    """Answers that a polite client must not follow or wait on forever."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        port = self.server.server_address[1]
+        if self.path == "/ok":
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"fine")
+        elif self.path in ("/here", "/away"):
+            host = "127.0.0.1" if self.path == "/here" else "localhost"  # localhost: 127.0.0.1
+            self.send_response(302)
+            self.send_header("Location", f"http://{host}:{port}/ok")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(1000):  # a byte every 0.1 s: within the read timeout each time
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+
+
+@pytest.fixture
+def odd_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_redirects_are_followed_on_the_site_only(odd_server):
+    c = client(odd_server)
+    assert c.get(odd_server + "here") == b"fine"
+    away = odd_server.replace("127.0.0.1", "localhost")
+    for url in (odd_server + "away", away + "ok"):
+        with pytest.raises(FetchError) as err:
+            c.get(url)
+        assert err.value.reason == "bad_url" and "not on the site of" in str(err.value)
+    assert c.requests_made == 3  # the refused host was never asked
+
+
+def test_a_host_of_the_same_domain_is_on_the_site():
+    c = client("https://danbooru.donmai.us/")
+    assert c.allows("https://cdn.donmai.us/original/ab/cd/abcd.png")
+    assert c.allows("http://danbooru.donmai.us:8080/x.png")
+    assert not c.allows("https://donmai.us.evil.example/x.png")
+    assert not c.allows("https://example.org/x.png")
+    assert not c.allows("file:///etc/passwd")
+    ip = client("http://127.0.0.1:8000/")
+    assert ip.allows("http://127.0.0.1:9000/a.png") and not ip.allows("http://127.0.0.2/a.png")
+
+
+def test_an_answer_that_trickles_is_cut_off_at_ten_times_the_timeout(odd_server):
+    start = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        client(odd_server, timeout=0.3, retries=0).get(odd_server + "trickle")
+    assert err.value.reason == "timeout"
+    assert 3.0 <= time.monotonic() - start < 6.0

@@ -6,7 +6,15 @@ import pytest
 from fake_booru import FakePost, png
 
 from manga_pix2pix.errors import UserError
-from tfds_danbooru.scrape import DanbooruSource, HtmlSource, HttpClient, SafebooruSource
+from tfds_danbooru.scrape import (
+    DanbooruSource,
+    HtmlSource,
+    HttpClient,
+    SafebooruSource,
+    danbooru,
+    safebooru,
+)
+from tfds_danbooru.scrape.http import FetchError
 from tfds_danbooru.scrape.posts import as_id, as_md5, as_rating, as_tags, resolve_url
 from tfds_danbooru.scrape.safebooru import parse_page
 
@@ -115,6 +123,28 @@ def test_dapi_page_parsing_refuses_entities_and_reports_errors():
         parse_page(b'<response success="false" reason="Too deep"/>', "u")
     assert parse_page(b"  ", "u") == []
     assert parse_page(b'<posts count="0"></posts>', "u") == []
+    with pytest.raises(FetchError, match="not valid JSON"):
+        parse_page(b"[" * 100_000, "u")  # nested too deep for the JSON decoder
+
+
+def test_a_malformed_md5_makes_the_post_malformed():
+    base = "http://127.0.0.1:9/"
+    item = {"id": 3, "file_url": "/a.png", "rating": "g"}
+    for bad in ("xyz", "../../../../tmp/pwn", 12345):
+        assert danbooru.parse_post(dict(item, md5=bad), base).problem == "malformed"
+        assert safebooru.parse_post(dict(item, hash=bad), base).problem == "malformed"
+    for missing in ({}, {"md5": ""}):  # no md5 at all is allowed: some posts have none
+        post = danbooru.parse_post(dict(item, **missing), base)
+        assert post.problem is None and post.md5 is None
+    good = danbooru.parse_post(dict(item, md5="AB" * 16), base)
+    assert good.problem is None and good.md5 == "ab" * 16
+
+
+def test_a_listing_nested_too_deep_is_one_line(make_booru):
+    server = make_booru([])
+    server.listing_body = b"[" * 200_000
+    with pytest.raises(UserError, match="not JSON"):
+        list(DanbooruSource(client(server.url), ratings=None).iter_posts())
 
 
 def test_field_validation():

@@ -114,7 +114,8 @@ def assign_splits(rows: list[Row], test_fraction: float) -> tuple[list[Row], lis
 
     So that a small dataset still has a test split, if no id falls below the fraction (and
     there are at least 2 images and the fraction is above 0) the id with the lowest hash goes
-    to test.
+    to test; and so that it has a train split, if every id falls below it the one with the
+    highest hash goes to train.
     """
     train, test = [], []
     for row in rows:
@@ -123,6 +124,10 @@ def assign_splits(rows: list[Row], test_fraction: float) -> tuple[list[Row], lis
         lowest = min(train, key=lambda r: split_hash(r.id))
         train.remove(lowest)
         test.append(lowest)
+    if not train and test:
+        highest = max(test, key=lambda r: split_hash(r.id))
+        test.remove(highest)
+        train.append(highest)
     return train, test
 
 

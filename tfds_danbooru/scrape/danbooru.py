@@ -55,10 +55,13 @@ def parse_post(item, base_url: str) -> Post:
     raw_url = item.get("file_url")
     file_url = resolve_url(raw_url, base_url)
     problem = url_problem(raw_url, file_url)
+    md5 = item.get("md5")
+    if md5 not in (None, "") and as_md5(md5) is None:
+        problem = "malformed"  # an md5 that is not one: the answer cannot be trusted
     tags = as_tags(item.get("tag_string"))
     return Post(
         id=post_id,
-        md5=as_md5(item.get("md5")),
+        md5=as_md5(md5),
         file_url=file_url,
         tags=tags,
         rating=as_rating(item.get("rating")),
@@ -108,7 +111,7 @@ class DanbooruSource(Source):
                 raise listing_error(err, self.client, credentials_hint=True) from None
             try:
                 items = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep
                 raise listing_error(FetchError(url, "bad_page", "the answer is not JSON"),
                                     self.client) from None
             if not isinstance(items, list):

@@ -1,11 +1,16 @@
 """A polite HTTP client: a rate limit, retries with back-off, and capped response sizes.
 
-Every request, retries included, waits for the rate limiter (default 1 request/s). Timeouts,
-connection errors, a body cut short, HTTP 5xx and 429 are retried with exponential back-off
-(1, 2, 4, ... s); a `Retry-After` header is honoured, but never waited on for longer than
-`max_wait`. Other 4xx answers are not retried. Bodies are streamed and abandoned as soon as they
-pass `max_bytes` (a `Content-Length` over the cap is refused before reading). HTTP Basic
-credentials are only ever sent to the host of the base URL, never to image hosts.
+Every request, retries included, waits for the rate limiter (default 1 request/s). Requests
+go only to the base URL's site: its host (on any port), or for a host name another host of
+the same domain (`cdn.donmai.us` for `danbooru.donmai.us`); redirects are followed one by one
+and refused when they lead elsewhere. `timeout` bounds the connection and each wait for more
+data, and a whole body gets `ANSWER_TIMEOUTS` times that, so a server that trickles a byte at a
+time is cut off too. Timeouts, connection errors, a body cut short, HTTP 5xx and 429 are
+retried with exponential back-off (1, 2, 4, ... s); a `Retry-After` header is honoured, but
+never waited on for longer than `max_wait`. Other 4xx answers are not retried. Bodies are
+streamed and abandoned as soon as they pass `max_bytes` (a `Content-Length` over the cap is
+refused before reading). HTTP Basic credentials are only ever sent to the base URL's host and
+port, never to image hosts.
 
 The retry loop is written out rather than delegated to urllib3's `Retry` because it must also
 retry a body that breaks off mid-stream, rate-limit every attempt and cap `Retry-After`.
@@ -18,9 +23,10 @@ import logging
 import math
 import threading
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from manga_pix2pix import __version__
 
@@ -32,6 +38,11 @@ USER_AGENT = f"manga-pix2pix/{__version__} (dataset builder; polite scraper, abo
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 #: Largest image file downloaded by default, in bytes.
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+#: A whole answer (status, headers and body) may take this many times `timeout`.
+ANSWER_TIMEOUTS = 10
+#: Redirects followed for one request.
+MAX_REDIRECTS = 5
 
 _CHUNK = 64 * 1024
 _ERROR_BODY_BYTES = 2048
@@ -125,6 +136,8 @@ class HttpClient:
             raise ValueError(f"base_url: must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/") + "/"
         self.host = parts.netloc.lower()
+        self.hostname = parts.hostname  # lower case, as urlsplit gives it
+        self.site = _site(parts.hostname)
         self.limiter = RateLimiter(rate_limit)
         self.timeout = timeout
         self.retries = max(0, retries)
@@ -133,8 +146,16 @@ class HttpClient:
         self.auth = auth
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.max_redirects = 5
         self.requests_made = 0
+
+    def allows(self, url: str) -> bool:
+        """Whether `url` is http(s) on the base URL's site (see the module docstring)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        if parts.hostname == self.hostname:  # any port of the base URL's host
+            return True
+        return self.site is not None and _site(parts.hostname) == self.site
 
     def get(self, url: str, params: dict | None = None, *, max_bytes: int = MAX_PAGE_BYTES
             ) -> bytes:
@@ -162,39 +183,32 @@ class HttpClient:
                 attempt += 1
 
     def _get_once(self, url: str, params: dict | None, max_bytes: int) -> bytes:
+        deadline = time.monotonic() + ANSWER_TIMEOUTS * self.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.allows(url):
+                raise FetchError(url, "bad_url", f"not on the site of {self.base_url}")
+            location = self._answer(url, params, max_bytes, deadline)
+            if isinstance(location, bytes):
+                return location
+            url, params = location, None
+        raise FetchError(url, "bad_url", f"more than {MAX_REDIRECTS} redirects")
+
+    def _answer(self, url: str, params: dict | None, max_bytes: int, deadline: float
+                ) -> bytes | str:
+        """The body of one GET of `url`, or where it redirects to."""
         self.limiter.wait()
         self.requests_made += 1
         auth = self.auth if urlsplit(url).netloc.lower() == self.host else None
         try:
             with self.session.get(url, params=params, auth=auth, timeout=self.timeout,
-                                  stream=True) as response:
-                status = response.status_code
-                if status == 429 or status >= 500:
-                    raise _Retry(
-                        FetchError(url, f"http_{status}", f"HTTP {status}", status=status,
-                                   transient=True),
-                        retry_after_seconds(response.headers.get("Retry-After")),
-                    )
-                if status >= 400:
-                    error = FetchError(url, f"http_{status}", f"HTTP {status}", status=status)
-                    # The start of the body often says why (e.g. a JSON "message").
-                    error.body = next(response.iter_content(_ERROR_BODY_BYTES), b"")
-                    raise error
-                length = response.headers.get("Content-Length", "")
-                if length.isdigit() and int(length) > max_bytes:
-                    raise FetchError(url, "too_large", f"{length} bytes is over the cap of "
-                                     f"{max_bytes}")
-                body = bytearray()
-                for chunk in response.iter_content(_CHUNK):
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise FetchError(url, "too_large", f"over the cap of {max_bytes} bytes")
-                return bytes(body)
-        except requests.Timeout as err:
+                                  stream=True, allow_redirects=False) as response:
+                return self._read(response, url, max_bytes, deadline)
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError) as err:
             raise _Retry(FetchError(url, "timeout", f"timed out ({err.__class__.__name__})",
                                     transient=True)) from None
         except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as err:
+                requests.exceptions.ContentDecodingError, urllib3.exceptions.ProtocolError,
+                urllib3.exceptions.DecodeError) as err:
             raise _Retry(FetchError(url, "broken_body", f"the answer broke off ({err})",
                                     transient=True)) from None
         except requests.ConnectionError as err:
@@ -208,6 +222,46 @@ class HttpClient:
             # Anything else requests reports (a malformed answer, a bad header) is the
             # server's trouble: worth another try later.
             raise _Retry(FetchError(url, "bad_answer", str(err)[:200], transient=True)) from None
+
+    def _read(self, response: requests.Response, url: str, max_bytes: int, deadline: float
+              ) -> bytes | str:
+        """The body of a successful answer, or the URL a redirect points to.
+
+        Raises:
+            FetchError, _Retry: an error answer, or a body over `max_bytes`.
+            requests.Timeout: the body still arriving at `deadline`.
+        """
+        status = response.status_code
+        if status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+            return urljoin(url, response.headers["Location"])
+        if status == 429 or status >= 500:
+            raise _Retry(
+                FetchError(url, f"http_{status}", f"HTTP {status}", status=status,
+                           transient=True),
+                retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if status >= 400:
+            error = FetchError(url, f"http_{status}", f"HTTP {status}", status=status)
+            # The start of the body often says why (e.g. a JSON "message").
+            error.body = next(response.iter_content(_ERROR_BODY_BYTES), b"")
+            raise error
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > max_bytes:
+            raise FetchError(url, "too_large", f"{length} bytes is over the cap of "
+                             f"{max_bytes}")
+        # `read1` returns after each read from the socket, where `iter_content` waits for a
+        # whole chunk: a server that trickles a byte at a time is seen at the deadline.
+        raw = response.raw
+        chunks = (iter(lambda: raw.read1(_CHUNK, decode_content=True), b"")
+                  if hasattr(raw, "read1") else response.iter_content(_CHUNK))
+        body = bytearray()
+        for chunk in chunks:
+            body += chunk
+            if len(body) > max_bytes:
+                raise FetchError(url, "too_large", f"over the cap of {max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise requests.Timeout(f"the answer took over {ANSWER_TIMEOUTS} x the timeout")
+        return bytes(body)
 
 
 class _Retry(Exception):
@@ -226,3 +280,13 @@ def _short_reason(err: Exception) -> str:
         if marker in text:
             return marker.lower()
     return text.splitlines()[0][:200] if text else err.__class__.__name__
+
+
+def _site(hostname: str) -> str | None:
+    """The domain a host name belongs to (its last two labels), or None for an IP address or a
+    single-label name such as `localhost`, which share a site with nothing else."""
+    labels = hostname.lower().rstrip(".").split(".")
+    if len(labels) < 2 or labels[-1].isdigit() or ":" in hostname:
+        return None
+    return ".".join(labels[-2:])
+

@@ -12,7 +12,7 @@ def _server_message(body: bytes) -> str:
     """The server's own explanation in an error body (a JSON `message`), if short and clean."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     message = data.get("message") if isinstance(data, dict) else None
     if isinstance(message, str) and message.isprintable():

@@ -52,9 +52,12 @@ def parse_post(item: dict, base_url: str) -> Post:
         raw_url = f"/images/{directory}/{image}"
     file_url = resolve_url(raw_url, base_url)
     problem = url_problem(raw_url, file_url)
+    md5 = item.get("md5") or item.get("hash")
+    if md5 not in (None, "") and as_md5(md5) is None:
+        problem = "malformed"  # an md5 that is not one: the answer cannot be trusted
     return Post(
         id=post_id,
-        md5=as_md5(item.get("md5")) or as_md5(item.get("hash")),
+        md5=as_md5(md5),
         file_url=file_url,
         tags=as_tags(item.get("tags")),
         rating=as_rating(item.get("rating")),
@@ -77,7 +80,7 @@ def parse_page(body: bytes, url: str) -> list[dict]:
     if text[:1] in (b"[", b"{"):
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise FetchError(url, "bad_page", "the answer is not valid JSON") from None
         if isinstance(data, dict) and isinstance(data.get("post"), list):
             data = data["post"]
