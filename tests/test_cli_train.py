@@ -177,6 +177,20 @@ def test_a_folder_of_only_unreadable_images_says_so_once(tmp_path, caplog):
         f"skipping {images / f'{i}.png'}" for i in range(3))
 
 
+def test_a_bad_file_among_good_ones_is_skipped_with_one_warning(tmp_path, caplog):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        image = np.full((40, 40, 3), 60 * i, np.uint8)
+        cv2.imwrite(str(images / f"{i}.png"), cv2.rectangle(image, (5, 5), (30, 30), 255, 2))
+    (images / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    # Two epochs: the count and each epoch's reading all meet the bad file.
+    result = _train("--data", str(images), "--steps", "4", "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
+    assert len(skipped) == 1 and "bad.png" in skipped[0]
+
+
 def test_a_damaged_checkpoint_is_one_line_that_says_what_to_do(tmp_path):
     run = tmp_path / "run"
     assert _train("--steps", "2", "--run-dir", str(run)).exit_code == 0

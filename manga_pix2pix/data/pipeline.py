@@ -106,13 +106,20 @@ def resize_and_crop(image: tf.Tensor, size: int, crop: str = "center") -> tf.Ten
     return tf.ensure_shape(out, [size, size, 3])
 
 
+#: The files already reported as skipped: counting the images and the first epoch both read
+#: every file, and a bad one is worth one warning, not one per pass.
+_SKIPPED: set[str] = set()
+
+
 def _decode_file(path: bytes) -> tuple[np.ndarray, bool]:
     """Reads one image file for the folder source; a bad file gives `ok = False`."""
     name = path.decode()
     try:
         return read_image(name), True
     except UserError as err:
-        log.warning("skipping %s", err)
+        if name not in _SKIPPED:
+            _SKIPPED.add(name)
+            log.warning("skipping %s", err)
         return np.zeros([1, 1, 3], np.uint8), False
 
 
