@@ -6,6 +6,7 @@ it and sets MANGA_PIX2PIX_REQUIRE_BROWSER, which turns the skip into a failure.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from app_helpers import SCREENSHOT, WORK_SIZE
 from click.testing import CliRunner
+from starlette.responses import JSONResponse
 
 from manga_pix2pix.app.server import build_app
 from manga_pix2pix.cli import main
@@ -331,3 +333,223 @@ def test_a_cue_free_model_colours_without_cues_and_offers_no_brush(
     wait(browser, lambda d: idle_with_result(d, 0), what="the result")
     assert shown_result(browser).shape == (HEIGHT, WIDTH, 3)
     assert browser.find_element("id", "message").text == ""
+
+
+#: The error a `ControlledColorize` "refuse" answer gives.
+REFUSAL = "sketch: refused for the test"
+
+
+class ControlledColorize:
+    """`app`, with chosen answers to its next `POST /api/colorize` requests: what the page does
+    when the server refuses, stalls or goes away.
+
+    `answers` holds what the next requests get, first come first served; once it is empty,
+    `app` answers. `given` lists the answers given so far (for "cut" and "drop", once the
+    headers and the start of the PNG are sent).
+
+    - "refuse": 400 with the JSON error `REFUSAL`;
+    - "stall": no answer until the page gives up on the request;
+    - "cut": the headers and the start of a PNG, then nothing until the page gives up;
+    - "drop": the headers and the start of a PNG, then the connection is closed.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.answers: list[str] = []
+        self.given: list[str] = []
+
+    async def __call__(self, scope, receive, send):
+        if not (scope["type"] == "http" and scope["path"] == "/api/colorize" and self.answers):
+            await self.app(scope, receive, send)
+            return
+        answer = self.answers.pop(0)
+        while (await receive()).get("more_body"):  # the form, left unread
+            pass
+        if answer == "refuse":
+            await JSONResponse({"error": REFUSAL}, status_code=400)(scope, receive, send)
+            self.given.append(answer)
+            return
+        if answer in ("cut", "drop"):
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"image/png"), (b"content-length", b"4096")]})
+            await send({"type": "http.response.body", "body": b"\x89PNG\r\n\x1a\n",
+                        "more_body": True})
+        self.given.append(answer)
+        if answer == "drop":
+            await asyncio.sleep(0.5)  # the page is reading the body by then
+            return  # the body unfinished: uvicorn closes the connection
+        while (await receive())["type"] != "http.disconnect":  # "stall" and "cut"
+            pass
+
+
+def script_errors(driver) -> list:
+    """The page's uncaught errors so far (not the network's: the browser logs each refused
+    request, and these tests refuse some)."""
+    return [e for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and e["source"] == "javascript"]
+
+
+def open_file(driver, folder, name: str, image: np.ndarray):
+    """Opens `image`, written to `folder / name`, with the file input."""
+    path = folder / name
+    cv2.imwrite(str(path), image)
+    driver.find_element("id", "sketch-input").send_keys(str(path))
+
+
+def result_cleared(driver) -> bool:
+    """No result shown, no size label and both downloads off."""
+    return driver.execute_script(
+        "const r = document.getElementById('result'), links = ['download-result', "
+        "'download-cues'].map((id) => document.getElementById(id));"
+        "return r.hidden && !r.getAttribute('src')"
+        " && document.getElementById('result-size').textContent === ''"
+        " && links.every((a) => a.classList.contains('disabled') && !a.hasAttribute('href'));"
+    )
+
+
+def page_state(driver, expression: str):
+    return driver.execute_script(f"const s = window.mangaPix2pix; return {expression};")
+
+
+def confirm_dialog(driver):
+    """The page's `confirm()` dialog, or None while there is none."""
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        return driver.switch_to.alert
+    except NoAlertPresentException:
+        return None
+
+
+def test_opening_a_drawing_clears_the_last_ones_result(browser, live_server, served, tmp_path):
+    controlled = ControlledColorize(served.app)
+    server = live_server(controlled)
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    open_file(browser, tmp_path, "a.png", cv2.resize(two_halves(), (400, 300)))
+    wait(browser, lambda d: idle_with_result(d, 0), what="a.png's result")
+    assert browser.find_element("id", "result-size").text == "400 × 300"
+
+    # An image under 2 px on a side is refused by the page, as by the server: a.png stays
+    # open with its result.
+    open_file(browser, tmp_path, "dot.png", np.zeros((1, 1), np.uint8))
+    wait(browser, lambda d: "too small" in d.find_element("id", "message").text,
+         what="the refusal of a 1 x 1 image")
+    assert page_state(browser, "s.name") == "a.png"
+    assert not result_cleared(browser)
+
+    # A drawing the server refuses: a.png's result is gone, and its downloads with it.
+    controlled.answers.append("refuse")
+    open_file(browser, tmp_path, "b.png", two_halves())
+    wait(browser, lambda d: d.find_element("id", "message").text == REFUSAL, what="the refusal")
+    assert browser.find_element("id", "status").text == "ready"
+    assert result_cleared(browser)
+
+    # A drawing still being coloured shows no result either, until its own arrives.
+    controlled.answers.append("stall")
+    open_file(browser, tmp_path, "c.png", cv2.resize(two_halves(), (320, 240)))
+    wait(browser, lambda d: controlled.given[-1:] == ["stall"], what="the stalled request")
+    assert browser.find_element("id", "status").text == "colouring…"
+    assert result_cleared(browser)
+    n = seq(browser)
+    paint(browser, [(100, 100), (140, 120)], size=(240, 320))
+    wait(browser, lambda d: idle_with_result(d, n), what="c.png's result")
+    assert browser.find_element("id", "result-size").text == "320 × 240"
+    browser.find_element("id", "download-result").click()
+    assert decode_image(downloaded(browser.downloads, "c-colour.png")).shape == (240, 320, 3)
+    assert not script_errors(browser)
+
+
+def test_a_connection_lost_while_the_result_arrives_is_reported(
+    browser, live_server, served, tmp_path
+):
+    controlled = ControlledColorize(served.app)
+    server = live_server(controlled)
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    controlled.answers.append("drop")
+    open_file(browser, tmp_path, "drawing.png", two_halves())
+    wait(browser, lambda d: "cannot reach the server" in d.find_element("id", "message").text,
+         what="the lost connection reported")
+    assert browser.find_element("id", "status").text == "ready"
+    assert not script_errors(browser)
+
+    # The next stroke is coloured as usual.
+    n = seq(browser)
+    paint(browser, LEFT_STROKE)
+    wait(browser, lambda d: idle_with_result(d, n), what="the result after the stroke")
+    assert browser.find_element("id", "message").text == ""
+
+
+def test_a_newer_stroke_cancels_an_arriving_result_quietly(
+    browser, live_server, served, tmp_path
+):
+    controlled = ControlledColorize(served.app)
+    server = live_server(controlled)
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    controlled.answers.append("cut")
+    open_file(browser, tmp_path, "drawing.png", two_halves())
+    wait(browser, lambda d: controlled.given == ["cut"], what="the start of the result")
+    time.sleep(0.5)  # for the page to take the headers and wait on the body
+    n = seq(browser)
+    paint(browser, LEFT_STROKE)
+    wait(browser, lambda d: idle_with_result(d, n), what="the result after the stroke")
+    assert browser.find_element("id", "message").text == ""
+    assert not script_errors(browser)
+
+
+def test_opening_another_drawing_asks_before_dropping_strokes(
+    browser, live_server, served, tmp_path
+):
+    server = live_server(served.app)
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    open_file(browser, tmp_path, "a.png", two_halves())
+    wait(browser, lambda d: idle_with_result(d, 0), what="a.png's result")
+    n = seq(browser)
+    paint(browser, LEFT_STROKE)
+    wait(browser, lambda d: idle_with_result(d, n), what="the result after the stroke")
+    result_src = browser.find_element("id", "result").get_attribute("src")
+
+    # Declined: a.png stays open with its stroke and its result.
+    open_file(browser, tmp_path, "b.png", cv2.resize(two_halves(), (320, 240)))
+    dialog = wait(browser, confirm_dialog, what="the confirm dialog")
+    assert "b.png" in dialog.text and "a.png" in dialog.text
+    dialog.dismiss()
+    assert page_state(browser, "[s.name, s.ops.length]") == ["a.png", 1]
+    assert browser.find_element("id", "result").get_attribute("src") == result_src
+    assert browser.find_element("id", "undo").is_enabled()
+
+    # Accepted: b.png opens, with no strokes to undo.
+    n = seq(browser)
+    browser.find_element("id", "sketch-input").send_keys(str(tmp_path / "b.png"))
+    wait(browser, confirm_dialog, what="the confirm dialog").accept()
+    wait(browser, lambda d: idle_with_result(d, n), what="b.png's result")
+    assert page_state(browser, "[s.name, s.ops.length, s.redo.length]") == ["b.png", 0, 0]
+    assert not browser.find_element("id", "undo").is_enabled()
+
+
+def test_a_stroke_held_while_a_drawing_opens_stays_off_it(
+    browser, live_server, served, tmp_path
+):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    server = live_server(served.app)
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    open_file(browser, tmp_path, "drawing.png", two_halves())
+    wait(browser, lambda d: idle_with_result(d, 0), what="the first result")
+    canvas = browser.find_element("id", "cue-canvas")
+    ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(20, 10).perform()
+    n = seq(browser)
+    browser.execute_script(DROP_OR_PASTE, "paste", 0)
+    wait(browser, lambda d: idle_with_result(d, n), what="the pasted drawing's result")
+    # The pointer goes on and comes up over the pasted drawing.
+    n = seq(browser)
+    ActionChains(browser).move_by_offset(5, 5).release().perform()
+    assert page_state(browser, "[s.name, s.ops.length, s.seq]") == ["paste.png", 0, n]
+    assert not browser.find_element("id", "undo").is_enabled()
+    assert not browser.execute_script(
+        "const c = document.getElementById('cue-canvas');"
+        "return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v) => v);")

@@ -47,6 +47,9 @@
   const RECENT_MAX = 16;
   const DEFAULT_RECENT = ["#f6d5bf", "#5b3a29", "#e04a3a", "#f2c94c", "#3a6fe0", "#4caf50",
                           "#9b59b6", "#2b2b2b"];
+  // The smallest a pane is shown, in CSS px: a 3000 x 10 drawing stays tall enough to paint on.
+  const MIN_SHOWN_PX = 8;
+  const UNREACHABLE = "cannot reach the server (is `manga-pix2pix serve` still running?)";
 
   const state = {
     model: null,
@@ -392,21 +395,30 @@
     } else if (state.model.uses_cues) {
       form.append("cues", cues, "cues.png");
     }
+    // The cap covers the whole body: a request over it would only be refused.
+    const max = state.model.max_upload_bytes;
+    if (state.sketchFile.size + (form.has("cues") ? cues.size : 0) + formBytes(state.name) > max) {
+      finish(seq, `the sketch and its cue layer together are over the server's upload limit of `
+        + `${megabytes(max)} MB (serve --max-upload-mb)`);
+      return;
+    }
     const requestStart = performance.now();
-    let response;
+    let png;
     try {
-      response = await fetch("/api/colorize", { method: "POST", body: form, signal: controller.signal });
+      const response = await fetch("/api/colorize", { method: "POST", body: form, signal: controller.signal });
+      if (seq !== state.seq) return;
+      if (!response.ok) {
+        finish(seq, await errorText(response));
+        return;
+      }
+      // The body can fail as the headers could: the connection drops, or a newer request
+      // aborts this one, while it arrives.
+      png = await response.blob();
     } catch (err) {
-      if (seq !== state.seq) return;  // aborted by a newer stroke
-      finish(seq, "cannot reach the server (is `manga-pix2pix serve` still running?)");
+      if (seq !== state.seq) return;  // aborted by a newer request
+      finish(seq, UNREACHABLE);
       return;
     }
-    if (seq !== state.seq) return;
-    if (!response.ok) {
-      finish(seq, await errorText(response));
-      return;
-    }
-    const png = await response.blob();
     if (seq !== state.seq) return;
     const url = URL.createObjectURL(png);
     // The first load or error after this src is set answers this request; a newer request's
@@ -466,6 +478,32 @@
     return (name || "sketch").replace(/\.[^.]*$/, "") || "sketch";
   }
 
+  // The form's own bytes around the files: boundaries, part headers, the small fields and the
+  // sketch's name (at most 3 bytes a character, encoded).
+  const formBytes = (name) => 1024 + 3 * name.length;
+  const megabytes = (bytes) => String(Number((bytes / 1048576).toFixed(2)));
+
+  // What opening another drawing would lose: strokes to undo or to redo.
+  const hasStrokes = () => state.ops.length > 0 || state.redo.length > 0;
+
+  // Back to no result, as before the first: what is shown and downloaded belongs to the
+  // drawing it was coloured from.
+  function clearResult() {
+    el.result.hidden = true;
+    el.result.removeAttribute("src");
+    delete el.result.dataset.seq;
+    el.resultEmpty.hidden = false;
+    el.resultSize.textContent = "";
+    for (const link of [el.downloadResult, el.downloadCues]) {
+      link.removeAttribute("href");
+      link.classList.add("disabled");
+    }
+    if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+    if (state.cuesUrl) URL.revokeObjectURL(state.cuesUrl);
+    state.resultUrl = null;
+    state.cuesUrl = null;
+  }
+
   function openSketch(file) {
     if (!file) return;
     showMessage(null);
@@ -473,9 +511,10 @@
       showMessage(file.name + ": not an image");
       return;
     }
-    if (state.model && file.size > state.model.max_upload_bytes) {
+    const name = file.name || "sketch.png";
+    if (state.model && file.size + formBytes(name) > state.model.max_upload_bytes) {
       showMessage(file.name + ": over the server's upload limit of "
-        + Math.round(state.model.max_upload_bytes / 1048576) + " MB");
+        + megabytes(state.model.max_upload_bytes) + " MB");
       return;
     }
     const url = URL.createObjectURL(file);
@@ -483,20 +522,33 @@
     probe.onload = () => {
       const w = probe.naturalWidth;
       const h = probe.naturalHeight;
-      if (state.model && w * h > state.model.max_pixels) {
-        showMessage(`${file.name}: ${w}×${h} is over the server's limit of ${state.model.max_pixels} pixels`);
+      let refusal = null;
+      if (w < 2 || h < 2) {
+        refusal = `the image is too small (${w}×${h})`;  // as the server would answer
+      } else if (state.model && w * h > state.model.max_pixels) {
+        refusal = `${w}×${h} is over the server's limit of ${state.model.max_pixels} pixels`;
+      }
+      if (refusal) {
+        showMessage(`${file.name}: ${refusal}`);
+        URL.revokeObjectURL(url);
+        return;
+      }
+      if (hasStrokes() && !confirm(`Open ${name}? The strokes painted on ${state.name} will be `
+          + "lost: download its cue layer first to keep them.")) {
         URL.revokeObjectURL(url);
         return;
       }
       if (el.sketch.src) URL.revokeObjectURL(el.sketch.src);
       el.sketch.src = url;
       state.sketchFile = file;
-      state.name = file.name || "sketch.png";
+      state.name = name;
       state.width = w;
       state.height = h;
       state.ops = [];
       state.redo = [];
+      state.stroke = null;  // one held down now was begun on the other drawing
       state.strokeEnd = null;
+      clearResult();
       el.canvas.width = w;
       el.canvas.height = h;
       const base = baseName(state.name);
@@ -556,8 +608,8 @@
     const scale = Math.min((frame.clientWidth - padX) / state.width,
                            (frame.clientHeight - padY) / state.height);
     if (!(scale > 0)) return;
-    node.style.width = Math.floor(state.width * scale) + "px";
-    node.style.height = Math.floor(state.height * scale) + "px";
+    node.style.width = Math.max(MIN_SHOWN_PX, Math.floor(state.width * scale)) + "px";
+    node.style.height = Math.max(MIN_SHOWN_PX, Math.floor(state.height * scale)) + "px";
   }
 
   function fit() {
