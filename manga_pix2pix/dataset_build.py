@@ -188,12 +188,15 @@ def _disk_full_error(err: BaseException) -> bool:
 
 
 def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_fraction: float,
-         progress_bars: bool = True, encoding: str = "png", beam_options=None):
+         progress_bars: bool = True, encoding: str = "png", beam_options=None,
+         prepare: Callable[[], None] | None = None):
     """Packs the manual dir into TFRecords (regenerating any earlier version); returns the builder.
 
     Args:
         beam_options: Beam `PipelineOptions` for a dump (None: a dump is read in this
             process).
+        prepare: called once the manual dir is locked, before packing (e.g. to write what
+            the builder reads).
 
     Raises:
         UserError: the disk filled up.
@@ -227,6 +230,8 @@ def pack(data_dir: Path, manual_dir: Path, image_size: int, crop: str, test_frac
         for stale in Path(builder.data_dir).parent.glob("incomplete.*"):
             shutil.rmtree(stale, ignore_errors=True)
     try:
+        if prepare is not None:
+            prepare()
         with quiet:
             builder.download_and_prepare(download_config=download_config)
     except (OSError, tf.errors.OpError) as err:
@@ -416,12 +421,18 @@ def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
                    f"{budget:,} images per machine (--max-images), or use a cluster runner")
     try:
         manual_dir.mkdir(parents=True, exist_ok=True)
-        if isinstance(manual_dir, Path):
-            write_bytes_atomic(manual_dir / dump.SPEC_NAME, spec.to_json().encode())
-        else:
-            (manual_dir / dump.SPEC_NAME).write_text(spec.to_json())
     except OSError as err:
         raise UserError(f"{manual_dir}: cannot write ({err.strerror})") from None
+
+    def write_spec():
+        # Under pack's lock: a build refused because another is packing leaves its spec alone.
+        try:
+            if isinstance(manual_dir, Path):
+                write_bytes_atomic(manual_dir / dump.SPEC_NAME, spec.to_json().encode())
+            else:
+                (manual_dir / dump.SPEC_NAME).write_text(spec.to_json())
+        except OSError as err:
+            raise UserError(f"{manual_dir}: cannot write ({err.strerror})") from None
     workers = options.num_workers or (os.cpu_count() if options.runner == "local" else None)
     notice(f"packing {spec.dump_dir} ({spec.format}, {len(dump.metadata_files(spec))} "
            f"metadata files, {len(dump.containers(spec))} image containers) on the "
@@ -429,7 +440,7 @@ def _build_from_dump(options: BuildOptions, data_dir: Path, manual_dir: Path,
     try:
         builder = pack(data_dir, manual_dir, options.image_size, options.crop,
                        options.test_fraction, options.progress_bars, options.encoding,
-                       beam_options)
+                       beam_options, prepare=write_spec)
     except UserError:
         raise
     except Exception as err:  # Beam re-raises a worker's error, whatever it was, as text

@@ -102,6 +102,9 @@ class DumpSpec:
         max_images: keep at most this many posts, those of lowest id (None: all).
         max_pixels: the most pixels an image may decode to.
         max_bytes: the largest file read.
+        rating_letters: whose rating letters the metadata uses, a key of `RATING_MAPS`
+            ("": the format's own). A danbooru2021 layout whose metadata holds today's `g`
+            uses today's letters, where `s` is sensitive, not safe.
     """
 
     dump_dir: str
@@ -113,6 +116,12 @@ class DumpSpec:
     max_images: int | None = None
     max_pixels: int = MAX_PIXELS
     max_bytes: int = MAX_IMAGE_BYTES
+    rating_letters: str = ""
+
+    @property
+    def rating_scheme(self) -> str:
+        """The key of `RATING_MAPS` that reads this dump's ratings."""
+        return self.rating_letters or self.format
 
     @property
     def filters(self) -> Filters:
@@ -152,12 +161,38 @@ def read_spec(manual_dir) -> DumpSpec | None:
     return None
 
 
+def outside(path, root) -> bool:
+    """Whether a local `path` leads, through symbolic links, out of the folder `root`.
+
+    A dump is read where it lies, and a link out of it (to another dump, to /etc) is not
+    followed. Remote paths (gs://...) have no links.
+    """
+    if "://" in str(root):
+        return False
+    real_root = os.path.realpath(str(root))
+    return os.path.commonpath([os.path.realpath(str(path)), real_root]) != real_root
+
+
 def _tars(root: epath.Path) -> list[epath.Path]:
     found = []
     for folder in ("original", "recent"):
-        if (root / folder).is_dir():
-            found.extend(sorted((root / folder).glob("*.tar")))
+        if (root / folder).is_dir() and not outside(root / folder, root):
+            found.extend(p for p in sorted((root / folder).glob("*.tar"))
+                         if not _skip_outside(p, root))
     return found
+
+
+#: The links out of the dump already reported (the containers are listed more than once).
+_REPORTED: set[str] = set()
+
+
+def _skip_outside(path, root) -> bool:
+    if not outside(path, root):
+        return False
+    if str(path) not in _REPORTED:
+        _REPORTED.add(str(path))
+        log.warning("%s: a link out of the dump; not read", path)
+    return True
 
 
 def detect_format(dump_dir) -> str:
@@ -199,11 +234,23 @@ def make_spec(dump_dir, dump_format: str = "auto", **filters) -> DumpSpec:
         images = "512px"
     spec = DumpSpec(dump_dir=str(root), format=fmt, images=images, **filters)
     metadata_files(spec)
+    if fmt == "danbooru2021" and _uses_todays_ratings(spec):
+        log.warning("%s: the metadata rates posts g (general): read with today's letters, "
+                    "where s is sensitive", dump_dir)
+        spec = dataclasses.replace(spec, rating_letters="danbooru2023")
     if not containers(spec):
         where = ("tar shards in original/ or recent/" if fmt == "danbooru2023"
                  else "NNNN folders in original/ or 512px/")
         raise UserError(f"{dump_dir}: no images ({where})")
     return spec
+
+
+def _uses_todays_ratings(spec: DumpSpec, sample: int = 10_000) -> bool:
+    """Whether the first `sample` records rate any post `g`, a letter Danbooru2021 lacks."""
+    records = itertools.chain.from_iterable(read_records(p) for p in metadata_files(spec))
+    return any(isinstance(r, dict) and isinstance(r.get("rating"), str)
+               and r["rating"].strip().lower() == "g"
+               for r in itertools.islice(records, sample))
 
 
 def metadata_files(spec: DumpSpec) -> list[str]:
@@ -215,6 +262,7 @@ def metadata_files(spec: DumpSpec) -> list[str]:
     root = epath.Path(spec.dump_dir)
     if spec.format == "danbooru2021":
         found = sorted((root / "metadata").glob("posts*.json"))
+        found = [p for p in found if not _skip_outside(p, root)]
     else:
         found = [p for p in (root / "posts.json", root / "metadata" / "posts.json")
                  if p.is_file()][:1]
@@ -248,28 +296,39 @@ def read_records(path: str) -> Iterator[object]:
             raise UserError(f"{path}: reading Parquet needs pyarrow, which comes with Apache "
                             f"Beam: pip install '{BEAM_EXTRA}'") from None
 
-        with epath.Path(path).open("rb") as f:
-            table = pq.read_table(f)
+        try:
+            with epath.Path(path).open("rb") as f:
+                table = pq.read_table(f)
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise UserError(f"{path}: not a readable Parquet file ({str(err)[:200]})") from None
         yield from table.to_pylist()
     elif is_json_array(path):
         try:
-            records = json.loads(epath.Path(path).read_text())
-        except ValueError:
+            records = json.loads(epath.Path(path).read_bytes())
+        except (ValueError, RecursionError):
             records = [None]
         yield from records if isinstance(records, list) else [None]
     else:
         with epath.Path(path).open("rb") as f:
             for line in f:
-                if line.strip():
+                if holds_text(line):
                     yield parse_json_line(line)
 
 
 def parse_json_line(line) -> object:
-    """One JSON line's value, or None if it is not JSON."""
+    """One JSON line's value (text or bytes), or None if it is not JSON.
+
+    Not JSON: not UTF-8 either, or nested too deep for the decoder (RecursionError).
+    """
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def holds_text(line) -> bool:
+    """Whether a metadata line holds anything (a blank one is skipped, not counted)."""
+    return bool(line.strip())
 
 
 def _tags(record: dict) -> tuple[str, ...]:
@@ -283,6 +342,8 @@ def _tags(record: dict) -> tuple[str, ...]:
 
 def parse_record(record, dump_format: str) -> Post:
     """A metadata record as a `Post`, with `problem` set where it cannot be used.
+
+    `dump_format` names the rating letters (`DumpSpec.rating_scheme`).
 
     Problems: "malformed" (no usable id), "deleted", "no_file" (neither md5 nor file
     extension: a banned or file-less post).
@@ -385,9 +446,10 @@ def containers(spec: DumpSpec) -> list[str]:
     if spec.format == "danbooru2023":
         return sorted(str(p) for p in _tars(root))
     folder = root / spec.images
-    if not folder.is_dir():
+    if not folder.is_dir() or _skip_outside(folder, root):
         return []
-    return sorted(str(p) for p in folder.iterdir() if _FOLDER.match(p.name) and p.is_dir())
+    return sorted(str(p) for p in folder.iterdir()
+                  if _FOLDER.match(p.name) and p.is_dir() and not _skip_outside(p, root))
 
 
 def list_members(container: str) -> list[tuple[int, tuple[str, Member]]]:
@@ -410,12 +472,14 @@ def list_members(container: str) -> list[tuple[int, tuple[str, Member]]]:
         else:
             for entry in path.iterdir():
                 match = _MEMBER.match(entry.name)
-                if match and entry.is_file():
+                # A folder container is DUMP/IMAGES/NNNN: links may stay within DUMP.
+                if match and entry.is_file() and not _skip_outside(entry, path.parent.parent):
                     member = (entry.name, -1, entry.stat().length)
                     found[int(match[1])] = min(found.get(int(match[1]), member), member)
     except (OSError, tarfile.TarError) as err:
-        log.warning("%s: cannot be listed (%s); its posts count as missing", container, err)
-        return []
+        # What was listed before a tar breaks off (a truncated shard) is still there.
+        log.warning("%s: cannot be listed past %d files (%s); the rest of its posts count as "
+                    "missing", container, len(found), err)
     return [(post_id, (container, member)) for post_id, member in sorted(found.items())]
 
 
@@ -440,7 +504,8 @@ def _read_members(container: str, members: list[Member]) -> Iterator[bytes | Non
     else:
         for name, _, _ in members:
             try:
-                yield (path / name).read_bytes()
+                yield (None if outside(path / name, path.parent.parent)
+                       else (path / name).read_bytes())
             except OSError:
                 yield None
 
@@ -555,7 +620,7 @@ def read_posts(spec: DumpSpec) -> Iterator[Post]:
     """Every post of the dump's metadata, in file order."""
     for path in metadata_files(spec):
         for record in read_records(path):
-            yield parse_record(record, spec.format)
+            yield parse_record(record, spec.rating_scheme)
 
 
 def count_posts(spec: DumpSpec, limit: int) -> int:

@@ -197,10 +197,13 @@ class DumpExamples(beam.PTransform):
                 records.append(pbegin | f"ListArray{i}" >> beam.Create([path])
                                | f"ReadArray{i}" >> beam.FlatMap(dump.read_records))
             else:
-                records.append(pbegin | f"ReadLines{i}" >> beam.io.ReadFromText(path)
+                # Bytes: a line that is not UTF-8 is a malformed post, not a failed run.
+                records.append(pbegin | f"ReadLines{i}" >> beam.io.ReadFromText(
+                                   path, coder=beam.coders.BytesCoder())
+                               | f"DropBlank{i}" >> beam.Filter(dump.holds_text)
                                | f"ParseLines{i}" >> beam.Map(dump.parse_json_line))
         posts = (records | "Metadata" >> beam.Flatten()
-                 | "Parse" >> beam.Map(dump.parse_record, spec.format))
+                 | "Parse" >> beam.Map(dump.parse_record, spec.rating_scheme))
         events = []
 
         keyed = posts | "KeyById" >> beam.FlatMap(_key_by_id, split, fraction).with_outputs(

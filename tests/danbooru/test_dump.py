@@ -6,6 +6,7 @@ seconds on a small machine, so only two tests run Beam; each checks a lot.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 
 from manga_pix2pix.cli import main
 from manga_pix2pix.dataset_build import pack
+from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import decode_image
 from tfds_danbooru import dump
 from tfds_danbooru.danbooru import danbooru_dataset_builder as dbb
@@ -132,6 +134,86 @@ def test_both_layouts_in_one_process_keep_and_count_every_case(tmp_path):
     assert dump.count_posts(spec, 1000) == 17 and dump.count_posts(spec, 5) == 5
 
 
+def test_links_out_of_the_dump_are_not_followed(tmp_path):
+    dump_dir = make_dump(tmp_path, "danbooru2021")
+    elsewhere = write_dump(tmp_path / "elsewhere", "danbooru2021",
+                           [image_post(i, 90, 90, "s") for i in (31, 32, 33)])
+    original = dump_dir / "original"
+    # A file linked out, a folder linked out, and a link to a file of the system.
+    (original / "0031").mkdir()
+    (original / "0031" / "31.png").symlink_to(elsewhere / "original" / "0031" / "31.png")
+    (original / "0032").symlink_to(elsewhere / "original" / "0032")
+    (original / "0033").mkdir()
+    (original / "0033" / "33.png").symlink_to("/etc/hostname")
+    # And a link that stays inside the dump, which is read.
+    (dump_dir / "extra").mkdir()
+    (dump_dir / "extra" / "34.png").write_bytes(image_post(34, 90, 90, "s").data)
+    (original / "0034").mkdir()
+    (original / "0034" / "34.png").symlink_to(dump_dir / "extra" / "34.png")
+    with open(dump_dir / "metadata" / "posts000000000000.json", "a") as f:
+        for post_id in (31, 32, 33, 34):
+            f.write(json.dumps(image_post(post_id, 90, 90, "s").record()) + "\n")
+    spec = dump.make_spec(dump_dir, min_resolution=64)
+    assert all(not dump.outside(c, dump_dir) for c in dump.containers(spec))
+    assert str(original / "0032") not in dump.containers(spec)
+    found = examples(build(dump_dir, tmp_path / "data"))
+    kept = {**found["train"], **found.get("test", {})}
+    assert 34 in kept and not {31, 32, 33} & set(kept)
+    counts = report(build(dump_dir, tmp_path / "data2"))
+    assert counts["skipped/missing_file"] == EXPECTED_2021["skipped/missing_file"] + 3
+
+
+def test_a_2021_layout_rated_with_todays_letters_keeps_only_general(tmp_path):
+    posts = [image_post(i, 90, 90, rating) for i, rating in enumerate("ggggsssqe", start=1)]
+    dump_dir = write_dump(tmp_path / "dump", "danbooru2021", posts)
+    spec = dump.make_spec(dump_dir, min_resolution=64)
+    assert spec.format == "danbooru2021" and spec.rating_scheme == "danbooru2023"
+    found = examples(build(dump_dir, tmp_path / "data"))
+    assert sorted({**found["train"], **found.get("test", {})}) == [1, 2, 3, 4]
+    # The 2021 dump itself (s, q, e: no g) is read with its own letters: s was safe.
+    assert dump.make_spec(make_dump(tmp_path, "danbooru2021", "old")).rating_scheme == (
+        "danbooru2021")
+
+
+def test_a_truncated_tar_keeps_the_files_before_the_break(tmp_path):
+    dump_dir = make_dump(tmp_path, "danbooru2023", shards=1)
+    shard = dump_dir / "original" / "data-0000.tar"
+    members = dump.list_members(str(shard))
+    cut = members[len(members) // 2][1][1][1]  # the data offset of a middle member
+    shard.write_bytes(shard.read_bytes()[:cut + 10])
+    listed = dump.list_members(str(shard))
+    assert 0 < len(listed) <= len(members) // 2 + 1
+    assert [m[0] for m in listed] == [m[0] for m in members[:len(listed)]]
+
+
+def test_a_parquet_file_that_is_not_one_is_a_one_line_error(tmp_path):
+    dump_dir = make_dump(tmp_path, "danbooru2023", metadata="parquet")
+    (dump_dir / "metadata" / "posts.parquet").write_bytes(b"not parquet at all" * 10)
+    with pytest.raises(UserError, match="posts.parquet: not a readable Parquet file"):
+        list(dump.read_posts(dump.make_spec(dump_dir)))
+
+
+def test_a_build_refused_while_another_packs_leaves_the_spec_alone(tmp_path):
+    from manga_pix2pix.dataset_build import manual_dir_of
+    from tfds_danbooru.scrape.cache import lock_manual_dir
+
+    data_dir = tmp_path / "data"
+    manual = manual_dir_of(data_dir)
+    manual.mkdir(parents=True)
+    spec = dump.make_spec(make_dump(tmp_path, "danbooru2023"), min_resolution=64)
+    (manual / dump.SPEC_NAME).write_text(spec.to_json())
+    other = make_dump(tmp_path, "danbooru2021", "other")
+    held = lock_manual_dir(manual)  # another build, packing
+    try:
+        result = CliRunner().invoke(main, [
+            "build-dataset", "--source", "dump", "--dump-dir", str(other), "--data-dir",
+            str(data_dir), "--image-size", "64", "--rating", "e", "--quiet"])
+    finally:
+        held.close()
+    assert result.exit_code == 1 and "another build is writing to it" in result.output
+    assert (manual / dump.SPEC_NAME).read_text() == spec.to_json()
+
+
 @pytest.mark.slow
 def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
     from tfds_danbooru.dump_beam import pipeline_options
@@ -140,6 +222,10 @@ def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
     more = [image_post(i, 70 + i % 30, 90, "s") for i in range(2001, 2013)]
     dump_dir = write_dump(tmp_path / "dump", "danbooru2021", standard_posts("danbooru2021") + more,
                           extra_lines=[MALFORMED_LINE])
+    # Lines that must cost one post each, not the run: not UTF-8, nested too deep for the
+    # JSON decoder; and blank lines, which are no post at all.
+    with open(dump_dir / "metadata" / "posts000000000000.json", "ab") as f:
+        f.write(b'{"id": 3000, "md5": "\xff"}\n\n   \n' + b"[" * 100_000 + b"\n")
     plain = build(dump_dir, tmp_path / "plain")
     options = pipeline_options("local", 2)
     assert options.get_all_options()["direct_num_workers"] == 2
@@ -151,7 +237,8 @@ def test_beam_with_two_workers_gives_exactly_the_plain_examples(tmp_path):
         assert sorted(beam_examples[split]) == sorted(plain_examples[split])
         assert beam_examples[split] == plain_examples[split]
     assert sum(len(v) for v in beam_examples.values()) == 8 + 12
-    expected = dict(EXPECTED_2021, seen=29, fetched=21, kept=20)
+    expected = dict(EXPECTED_2021, seen=31, fetched=21, kept=20)
+    expected["skipped/malformed"] += 2
     assert report(beam) == report(plain) == expected
 
 
