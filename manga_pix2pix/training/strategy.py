@@ -123,8 +123,17 @@ def _check_tf_config() -> None:
         raise UserError(
             "TF_CONFIG: not valid JSON with cluster.worker and task.type/index"
         ) from None
-    if not workers:
+    if not workers or not isinstance(workers, list):
         raise UserError("TF_CONFIG: cluster.worker lists no workers")
+    if not all(isinstance(w, str) and w.rpartition(":")[2].isdigit() for w in workers):
+        raise UserError(f"TF_CONFIG: cluster.worker must list HOST:PORT addresses, got {workers}")
+    kinds = {"worker": len(workers), "chief": len(spec["cluster"].get("chief", []) or [])}
+    if task["type"] not in kinds:
+        raise UserError(f"TF_CONFIG: task.type must be worker or chief, got {task['type']!r}")
+    index = int(task["index"])
+    if not 0 <= index < kinds[task["type"]]:
+        raise UserError(f"TF_CONFIG: task.index {index} is not one of the "
+                        f"{kinds[task['type']]} {task['type']} addresses (counted from 0)")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

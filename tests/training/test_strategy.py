@@ -109,3 +109,20 @@ def test_a_concrete_precision_is_kept_and_a_missing_cpuinfo_means_float32(tmp_pa
     strategy = tf.distribute.get_strategy()
     assert resolve_precision("mixed_float16", strategy) == ("mixed_float16", "as asked")
     assert resolve_precision("auto", strategy, cpuinfo=str(tmp_path / "none"))[0] == "float32"
+
+
+@pytest.mark.parametrize(("tf_config", "message"), [
+    ("{bad", "not valid JSON"),
+    ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "no workers"),
+    ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}',
+     "HOST:PORT"),
+    ('{"cluster": {"worker": ["127.0.0.1:2222"]}, "task": {"type": "worker", "index": 7}}',
+     "task.index 7 is not one of the 1 worker addresses"),
+    ('{"cluster": {"worker": ["127.0.0.1:2222"]}, "task": {"type": "ps", "index": 0}}',
+     "task.type must be worker or chief"),
+])
+def test_a_bad_tf_config_is_one_line_before_tensorflow_sees_it(monkeypatch, tf_config, message):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(UserError, match=message) as err:
+        make_strategy("multi-worker")
+    assert "\n" not in str(err.value) and str(err.value).startswith("TF_CONFIG: ")
