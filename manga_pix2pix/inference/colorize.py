@@ -7,6 +7,7 @@ A real sketch is brought as close to that as possible, coloured, and the result 
 to the sketch's own size with its own lines on top:
 
 1. **Line art.** The sketch (gray, RGB, RGBA composited on white, any size) is turned to gray.
+   Before that, `Colorizer` makes a scan's paper white and even (`even_paper`).
 2. **Work scale.** Colours are computed at the scale the model was trained at: the sketch is
    resized so that its short side is `work_size` pixels (default: the model's `image_size`;
    the long side is capped at `MAX_ASPECT` times that), then padded with white paper to the next
@@ -473,7 +474,7 @@ class Colorizer:
         """
         background = background or self.background
         _check_background(background, self.regions)
-        sketch = _check_image(sketch, "sketch")
+        sketch = even_paper(_check_image(sketch, "sketch"))
         if cues is None:
             return self._in_regions(self._without_cues(sketch).numpy(), sketch, None,
                                     background)
@@ -513,6 +514,47 @@ def _check_background(background: str, regions: str) -> None:
     if background == "paper" and regions == "off":
         raise UserError("--background paper: needs the line art's regions; "
                         "use --regions auto, flat or shift")
+
+
+#: `even_paper`: the light over a page is estimated at this short side, with a max filter
+#: (it drops the lines) of this share of it, then smoothed by a Gaussian as wide.
+EVEN_PAPER_SIZE = 256
+EVEN_PAPER_WINDOW = 1 / 8
+#: A page whose paper is this even already is left exactly as it is: its estimated light
+#: reaches this share of white over at least three quarters of the page, in every channel.
+EVEN_PAPER_WHITE = 0.97
+#: Where a solid fill wider than the window hides the paper, the light is taken as at least
+#: this share of the page's paper level, so the fill stays dark.
+EVEN_PAPER_FLOOR = 0.7
+
+
+def even_paper(sketch: np.ndarray) -> np.ndarray:
+    """Line art whose paper is made white and even: a scan's tinted paper and uneven light are
+    divided out, as a scanner's "flatten background" does. uint8 `[H, W, 1|3]` in and out.
+
+    The light is the sketch's per-channel maximum over a window an eighth of the short side
+    wide (so it passes over the lines), smoothed; each pixel is divided by it. Digital line
+    art on white comes back unchanged, byte for byte; so does line art with transparency
+    (its paper is the white it is put on).
+    """
+    height, width, channels = sketch.shape
+    if channels not in (1, 3) or min(height, width) < 16:
+        return sketch
+    scale = min(1.0, EVEN_PAPER_SIZE / min(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(sketch, size, interpolation=cv2.INTER_AREA)
+    small = small.reshape(size[1], size[0], channels).astype(np.float32)
+    side = max(3, int(min(small.shape[:2]) * EVEN_PAPER_WINDOW) | 1)
+    light = cv2.dilate(small, np.ones((side, side), np.uint8))
+    light = cv2.GaussianBlur(light, (0, 0), side / 2).reshape(small.shape)
+    if all(np.percentile(light[..., c], 25) >= EVEN_PAPER_WHITE * 255 for c in range(channels)):
+        return sketch
+    paper = np.percentile(small.reshape(-1, channels), PAPER_PERCENTILE * 100, axis=0)
+    light = np.maximum(light, EVEN_PAPER_FLOOR * np.maximum(paper, 128.0))
+    light = cv2.resize(light, (width, height), interpolation=cv2.INTER_LINEAR)
+    light = light.reshape(height, width, channels)
+    flat = sketch.astype(np.float32) / light * 255.0
+    return np.round(np.clip(flat, 0.0, 255.0)).astype(np.uint8)
 
 
 def _gray_on_white(image: np.ndarray) -> np.ndarray:

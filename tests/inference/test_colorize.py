@@ -18,6 +18,7 @@ from manga_pix2pix.inference.colorize import (
     Colorizer,
     ColorizeSettings,
     blur_unless_smooth,
+    even_paper,
     follow_layer,
     line_layer,
     model_cues,
@@ -384,3 +385,58 @@ def test_every_channel_layout_is_understood():
                                                                  [10, 10, 10, 0]]])
     np.testing.assert_array_equal(to_rgba(gray).numpy()[..., 3], [[255, 255]])
     np.testing.assert_array_equal(to_rgba(rgba).numpy(), rgba)
+
+
+def _scanned(art: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Line art as a scanner sees it: cream paper, light falling off to one side, noise."""
+    height, width = art.shape
+    light = 0.8 + 0.2 * np.linspace(0.0, 1.0, width)[None, :, None]
+    cream = np.array([235.0, 225.0, 200.0])
+    noise = np.random.default_rng(seed).normal(0.0, 3.0, (height, width, 3))
+    return np.clip(art[..., None] / 255.0 * cream * light + noise, 0, 255).astype(np.uint8)
+
+
+def _line_share(gray: np.ndarray) -> float:
+    """The share of pixels colorize's regions would call lines (below 90 % of the paper)."""
+    return float(np.mean(gray < 0.9 * np.percentile(gray, 95)))
+
+
+def test_even_paper_leaves_digital_line_art_and_transparency_as_they_are():
+    art = line_art(120, 90, seed=3)
+    assert even_paper(art[..., None]) is not None
+    np.testing.assert_array_equal(even_paper(art[..., None]), art[..., None])
+    rgb = np.repeat(art[..., None], 3, axis=2)
+    np.testing.assert_array_equal(even_paper(rgb), rgb)
+    # Line art on a transparent layer: its paper is the white it is put on.
+    rgba = np.dstack([np.zeros_like(rgb), 255 - art])
+    np.testing.assert_array_equal(even_paper(rgba), rgba)
+
+
+def test_even_paper_makes_a_scans_paper_white_and_keeps_its_lines_and_fills():
+    art = line_art(240, 320, seed=4)
+    cv2.rectangle(art, (20, 20), (140, 120), 0, -1)  # a solid fill wider than the window
+    scan = _scanned(art)
+    flat = even_paper(scan)
+    gray, clean = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), art
+    paper = clean == 255
+    assert np.percentile(gray[paper], 5) >= 235  # the whole page is white, dim side included
+    means = flat[paper].astype(float).mean(axis=0)
+    assert means.max() - means.min() <= 3  # grey, not cream (colorize levels it to white)
+    assert gray[30:110, 30:130].mean() <= 40  # the fill stays black
+    lines = clean < 100
+    assert gray[lines].mean() <= gray[paper].mean() - 120
+    # What colorize's regions step sees: the lines of the drawing, not the dim half of the page.
+    raw = cv2.cvtColor(scan, cv2.COLOR_RGB2GRAY)
+    assert _line_share(raw) > 1.5 * _line_share(clean)
+    assert abs(_line_share(gray) - _line_share(clean)) <= 0.2 * _line_share(clean)
+
+
+def test_a_scan_is_coloured_like_the_drawing_it_is(colorizer):
+    art = line_art(96, 128, seed=5)
+    clean = colorizer(np.repeat(art[..., None], 3, axis=2), background="paper")
+    scan = colorizer(_scanned(art, seed=1), background="paper")
+    assert clean.shape == scan.shape == (96, 128, 3)
+    # The paper of both comes out white; without even_paper the dim side is not paper.
+    border = np.ones(art.shape, bool)
+    border[4:-4, 4:-4] = False
+    assert scan[border].mean() >= 245 and clean[border].mean() >= 245
