@@ -421,11 +421,16 @@ def confirm_dialog(driver):
         return None
 
 
-def test_opening_a_drawing_clears_the_last_ones_result(browser, live_server, served, tmp_path):
+def open_controlled_page(browser, live_server, served) -> ControlledColorize:
+    """The page, ready, on a live server whose colourings `ControlledColorize` answers."""
     controlled = ControlledColorize(served.app)
-    server = live_server(controlled)
-    browser.get(server.url)
+    browser.get(live_server(controlled).url)
     wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    return controlled
+
+
+def test_opening_a_drawing_clears_the_last_ones_result(browser, live_server, served, tmp_path):
+    controlled = open_controlled_page(browser, live_server, served)
     open_file(browser, tmp_path, "a.png", cv2.resize(two_halves(), (400, 300)))
     wait(browser, lambda d: idle_with_result(d, 0), what="a.png's result")
     assert browser.find_element("id", "result-size").text == "400 × 300"
@@ -463,10 +468,7 @@ def test_opening_a_drawing_clears_the_last_ones_result(browser, live_server, ser
 def test_a_connection_lost_while_the_result_arrives_is_reported(
     browser, live_server, served, tmp_path
 ):
-    controlled = ControlledColorize(served.app)
-    server = live_server(controlled)
-    browser.get(server.url)
-    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    controlled = open_controlled_page(browser, live_server, served)
     controlled.answers.append("drop")
     open_file(browser, tmp_path, "drawing.png", two_halves())
     wait(browser, lambda d: "cannot reach the server" in d.find_element("id", "message").text,
@@ -484,10 +486,7 @@ def test_a_connection_lost_while_the_result_arrives_is_reported(
 def test_a_newer_stroke_cancels_an_arriving_result_quietly(
     browser, live_server, served, tmp_path
 ):
-    controlled = ControlledColorize(served.app)
-    server = live_server(controlled)
-    browser.get(server.url)
-    wait(browser, lambda d: d.find_element("id", "status").text == "ready", what="ready")
+    controlled = open_controlled_page(browser, live_server, served)
     controlled.answers.append("cut")
     open_file(browser, tmp_path, "drawing.png", two_halves())
     wait(browser, lambda d: controlled.given == ["cut"], what="the start of the result")
