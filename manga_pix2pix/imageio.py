@@ -112,11 +112,11 @@ def image_size_from_header(data: bytes) -> tuple[int, int] | None:
         return _tiff_size(data)
     if kind == "pnm":
         return _pnm_size(data)
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+    if kind == "png" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+    if kind == "gif" and len(data) >= 10:
         return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+    if kind == "webp" and len(data) >= 30:
         chunk = data[12:16]
         if chunk == b"VP8X":
             w = int.from_bytes(data[24:27], "little") + 1
@@ -130,14 +130,14 @@ def image_size_from_header(data: bytes) -> tuple[int, int] | None:
                 int.from_bytes(data[26:28], "little") & 0x3FFF,
                 int.from_bytes(data[28:30], "little") & 0x3FFF,
             )
-    if data[:2] == b"BM" and len(data) >= 26:
+    if kind == "bmp" and len(data) >= 26:
         if int.from_bytes(data[14:18], "little") == 12:  # OS/2 header: 16-bit sizes
             return int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
         # BITMAPINFOHEADER: signed 32-bit width and height (negative height = top-down).
         w = int.from_bytes(data[18:22], "little", signed=True)
         h = int.from_bytes(data[22:26], "little", signed=True)
         return abs(w), abs(h)
-    if data[:2] == b"\xff\xd8":
+    if kind == "jpeg":
         i = 2
         while i + 9 < len(data):
             if data[i] != 0xFF:

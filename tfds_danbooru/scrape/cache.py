@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from manga_pix2pix.errors import UserError
-from manga_pix2pix.imageio import MAX_PIXELS, decode_image, image_size_from_header
+from manga_pix2pix.imageio import MAX_PIXELS, decode_image, image_format, image_size_from_header
 from tfds_danbooru.scrape.http import MAX_IMAGE_BYTES, FetchError
 from tfds_danbooru.scrape.manifest import DONE, FAILED, IMAGES_DIR, SKIPPED, Manifest
 from tfds_danbooru.scrape.posts import Post, Source
@@ -53,8 +53,8 @@ PERMANENT_REASONS = frozenset({"corrupt", "md5_mismatch", "duplicate_md5", "anim
                                "file_type", "too_large", "http_404", "http_410", "http_403",
                                "http_401", "bad_url", "no_file_url"})
 #: Extensions given to stored files, by the file's leading bytes.
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"BM", "bmp"),
-          (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
+#: The extension a file is stored under, by its format (`image_format`); others are skipped.
+_STORED_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "bmp": "bmp", "tiff": "tiff"}
 
 
 @dataclasses.dataclass
@@ -105,12 +105,7 @@ class CollectStats:
 
 def file_ext(data: bytes) -> str | None:
     """The stored extension for a file's bytes (png, jpg, webp, bmp, tiff), or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for magic, ext in _MAGIC:
-        if data.startswith(magic):
-            return ext
-    return None
+    return _STORED_EXT.get(image_format(data))
 
 
 def is_animated(data: bytes) -> bool:
