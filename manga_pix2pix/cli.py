@@ -266,8 +266,9 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
 
     from manga_pix2pix.evaluation import evaluate as ev
     from manga_pix2pix.evaluation.tasks import parse_character_tags
+    from manga_pix2pix.imageio import check_output_folder
 
-    _check_output_folder(output)  # before the work, not after it
+    check_output_folder(output)  # before the work, not after it
     if pairs is not None or lineart is not None:
         _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,
                        figure_rows, norm_stats, output, quiet, line_input, regions,
@@ -306,22 +307,6 @@ def evaluate(model_path, data, data_dir, split, train_split, character_tags, com
         click.echo(f"metrics: {os.path.join(output, 'metrics.md')}")
         for task, name in report.figures.items():
             click.echo(f"figure ({task}): {os.path.join(output, name)}")
-
-
-def _check_output_folder(path: str) -> None:
-    """Refuses an output folder that could not be created or written into.
-
-    Raises:
-        UserError: it, or the nearest folder above it that exists, is a file or not writable.
-    """
-    from pathlib import Path
-
-    wanted = Path(path).absolute()
-    existing = next(p for p in (wanted, *wanted.parents) if p.exists())
-    if not existing.is_dir():
-        raise UserError(f"{path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: the folder {existing} is not writable")
 
 
 def _evaluate_real(model_path, data, pairs, lineart, max_side, strokes, seed, work_size,

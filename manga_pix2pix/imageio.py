@@ -311,6 +311,26 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     write_bytes_atomic(path, encode_image(image, write_suffix(path)))
 
 
+def check_output_folder(output: str | os.PathLike) -> None:
+    """Checks that `output` is, or can be created as, a writable folder (creates nothing).
+
+    Raises:
+        UserError: it is a file, the nearest folder above it that exists is a file, or that
+            folder is not writable.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output}: exists and is not a folder (an output folder is needed)")
+    existing = output.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{output}: cannot create the output folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the output folder" if existing == output.absolute() else f"the folder {existing}"
+        raise UserError(f"{output}: {what} is not writable")
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly in `folder` (not recursive), sorted by name."""
     folder = Path(folder)

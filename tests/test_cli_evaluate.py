@@ -101,5 +101,5 @@ def test_an_output_under_a_file_is_refused_before_any_work(run_dir, tmp_path, mo
     result = CliRunner().invoke(main, ["evaluate", "--model", str(run_dir), "--data",
                                        "synthetic", "-o", str(tmp_path / "afile" / "o")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    assert result.output.strip() == (f"Error: {tmp_path / 'afile' / 'o'}: {tmp_path / 'afile'} "
-                                     "is a file, not a folder")
+    assert result.output.strip() == (f"Error: {tmp_path / 'afile' / 'o'}: cannot create the "
+                                     f"output folder ({tmp_path / 'afile'} is a file)")

@@ -74,6 +74,7 @@ from manga_pix2pix.errors import UserError
 from manga_pix2pix.imageio import (
     IMAGE_SUFFIXES,
     WRITE_SUFFIXES,
+    check_output_folder,
     list_images,
     read_image,
     write_image,
@@ -625,21 +626,6 @@ def _expand_sketches(sketches: Sequence[str | os.PathLike]) -> tuple[list[Path],
     return files, many
 
 
-def _check_output_folder(output: Path) -> None:
-    """Checks that `output` is, or can be created as, a writable folder (creates nothing)."""
-    if output.exists() and not output.is_dir():
-        raise UserError(f"{output}: exists and is not a folder (several sketches need an "
-                        "output folder)")
-    existing = output
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{output}: cannot create the output folder ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "the output folder" if existing == output else f"the folder {existing}"
-        raise UserError(f"{output}: {what} is not writable")
-
-
 def _make_output_folder(output: Path) -> None:
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -675,7 +661,7 @@ def plan_jobs(
     as_folder = many or output.is_dir() or str(output).endswith(("/", os.sep))
     jobs = []
     if as_folder:
-        _check_output_folder(output)
+        check_output_folder(output)
         targets = [output / f"{f.stem}.png" for f in files]
     else:
         if output.suffix.lower() not in WRITE_SUFFIXES:
